@@ -1,0 +1,120 @@
+"""Stage ``evaluate``: the synthetic digits against the REAL MNIST test set.
+
+quality.json: class-conditional accuracy (judge labels = requested digit), FID in the judge's
+penultimate feature space next to the real-vs-real floor, per-class diversity ratios.
+augmentation.json: test accuracy of fresh classifiers trained with the judge's recipe and the same
+number of optimisation steps on real only, real + synthetic, and synthetic only (TSTR).
+The test set is only measured, never used to choose anything (selection uses validation).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from pipeline.cli import run, user_errors
+from pipeline.data import Splits, load_splits, to_tensor
+from pipeline.export import PARQUET_NAME, read_parquet_images
+from pipeline.metrics import class_conditional_accuracy, diversity_ratio, frechet_distance
+from pipeline.params import ClassifierParams, EvaluateParams, load_params
+from pipeline.training import accuracy, load_classifier, predict, steps_per_epoch, train_classifier
+from pipeline.utils import get_device, seed_everything, write_json
+
+log = logging.getLogger("pipeline.evaluate")
+
+
+def quality_metrics(judge, splits: Splits, syn_images: np.ndarray, syn_labels: np.ndarray, params: EvaluateParams) -> dict:
+    """Class-conditional accuracy, FID vs the real test set with its real floor, diversity ratios."""
+    rng = np.random.default_rng(params.seed)
+    syn_probs, syn_feats = predict(judge, to_tensor(syn_images))
+    cca, cca_per_class = class_conditional_accuracy(syn_probs.argmax(1).numpy(), syn_labels)
+    _, test_feats = predict(judge, to_tensor(splits.test_images))
+    n = min(params.fid_samples, len(syn_images), len(splits.train_images), len(splits.test_images))
+    syn_idx = rng.choice(len(syn_images), n, replace=False)
+    train_idx = rng.choice(len(splits.train_images), n, replace=False)
+    test_idx = rng.choice(len(splits.test_images), n, replace=False)
+    _, train_feats = predict(judge, to_tensor(splits.train_images[train_idx]))
+    test_sample = test_feats.numpy()[test_idx]
+    return {
+        "class_conditional_accuracy": cca,
+        "per_class_accuracy": cca_per_class,
+        "mean_judge_confidence": float(syn_probs.max(1).values.mean()),
+        "fid": frechet_distance(syn_feats.numpy()[syn_idx], test_sample),
+        "fid_real_floor": frechet_distance(train_feats.numpy(), test_sample),
+        "fid_samples": int(n),
+        "fid_feature_space": "judge penultimate layer (128-d, after ReLU)",
+        "diversity": diversity_ratio(syn_feats.numpy(), syn_labels, test_feats.numpy(), splits.test_labels,
+                                     params.diversity_per_class, params.seed),
+    }
+
+
+def augmentation_metrics(recipe: ClassifierParams, splits: Splits, syn_images: np.ndarray, syn_labels: np.ndarray,
+                         params: EvaluateParams, device: torch.device) -> dict:
+    """Test accuracy of three classifiers with the judge's recipe and the same step budget."""
+    rng = np.random.default_rng(params.seed)
+    take = rng.permutation(len(syn_images))[: params.synthetic_train_size]
+    syn_x, syn_y = to_tensor(syn_images[take]), torch.from_numpy(syn_labels[take])
+    real_x, real_y = to_tensor(splits.train_images), torch.from_numpy(splits.train_labels)
+    val_x, val_y = to_tensor(splits.val_images), torch.from_numpy(splits.val_labels)
+    test_x, test_y = to_tensor(splits.test_images), torch.from_numpy(splits.test_labels)
+    total_steps = recipe.epochs * steps_per_epoch(len(real_x), recipe.batch_size)
+    conditions = {
+        "real_only": (real_x, real_y),
+        "real_plus_synthetic": (torch.cat([real_x, syn_x]), torch.cat([real_y, syn_y])),
+        "tstr": (syn_x, syn_y),
+    }
+    results = {}
+    for name, (x, y) in conditions.items():
+        fit = train_classifier(recipe, x, y, val_x, val_y, device, total_steps=total_steps, seed=params.seed, desc=name)
+        results[name] = {"test_accuracy": accuracy(fit.model, test_x, test_y), "val_accuracy": fit.best_val_accuracy,
+                         "train_images": len(x), "selected_epoch": fit.best_epoch}
+        log.info("%s: val %.4f test %.4f", name, fit.best_val_accuracy, results[name]["test_accuracy"])
+    return {
+        "real_only_accuracy": results["real_only"]["test_accuracy"],
+        "real_plus_synthetic_accuracy": results["real_plus_synthetic"]["test_accuracy"],
+        "tstr_accuracy": results["tstr"]["test_accuracy"],
+        "augmentation_gain": results["real_plus_synthetic"]["test_accuracy"] - results["real_only"]["test_accuracy"],
+        "runs": results,
+        "optimisation_steps": total_steps,
+        "selection": "epoch with the best accuracy on the real validation split",
+    }
+
+
+@click.command(help=__doc__)
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
+@click.option("--data", default="data/prepared/mnist.npz", show_default=True, help="Prepared splits.")
+@click.option("--synthetic", default="data/synthetic", show_default=True, help="Export from pipeline.generate.")
+@click.option("--classifier", default="models/classifier.pt", show_default=True, help="The judge.")
+@click.option("--quality", default="reports/metrics/quality.json", show_default=True, help="Quality metrics JSON.")
+@click.option("--augmentation", default="reports/metrics/augmentation.json", show_default=True,
+              help="TSTR / augmentation metrics JSON.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def main(params_path, data, synthetic, classifier, quality, augmentation, device) -> None:
+    with user_errors():
+        start = time.perf_counter()
+        params = load_params(params_path)
+        seed_everything(params.evaluate.seed)
+        dev = get_device(device)
+        splits = load_splits(data)
+        judge = load_classifier(classifier, dev)
+        syn_images, syn_labels = read_parquet_images(Path(synthetic) / PARQUET_NAME)
+        log.info("read %d synthetic images", len(syn_labels))
+        q = quality_metrics(judge, splits, syn_images, syn_labels, params.evaluate)
+        q.update(synthetic_images=len(syn_labels), seed=params.evaluate.seed,
+                 wall_seconds=round(time.perf_counter() - start, 2))
+        write_json(quality, q)
+        log.info("class-conditional accuracy %.4f, FID %.3f (real floor %.3f)", q["class_conditional_accuracy"],
+                 q["fid"], q["fid_real_floor"])
+        start_aug = time.perf_counter()
+        a = augmentation_metrics(params.train_classifier, splits, syn_images, syn_labels, params.evaluate, dev)
+        a.update(seed=params.evaluate.seed, wall_seconds=round(time.perf_counter() - start_aug, 2))
+        write_json(augmentation, a)
+
+
+if __name__ == "__main__":
+    run(main)

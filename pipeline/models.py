@@ -1,0 +1,140 @@
+"""Networks: the judge CNN, the cGAN generator G(z, y) and discriminator D(x, y).
+
+Shapes follow MNIST: images ``(B, 1, 28, 28) float32`` in [-1, 1] (pixel / 127.5 - 1), labels
+``(B,) int64`` in 0-9. Heads return logits. Each model's shape is a small frozen dataclass, stored in
+checkpoints as ``model_args`` so loading needs nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+NUM_CLASSES = 10
+IMAGE_SHAPE = (1, 28, 28)
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    width: int = 32
+    dropout: float = 0.25
+    num_classes: int = NUM_CLASSES
+
+
+def _conv_bn(in_ch: int, out_ch: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
+
+
+class Classifier(nn.Module):
+    """CNN MNIST classifier (the judge): three conv stages at 28, 14 and 7 px, then a 128-d feature layer.
+
+    ``forward(x)`` maps ``(B, 1, 28, 28) float32`` in [-1, 1] to logits ``(B, 10)``;
+    ``features(x)`` returns the penultimate layer ``(B, 128)``, the space FID and precision/recall use.
+    """
+
+    feature_dim = 128
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.body = nn.Sequential(
+            _conv_bn(1, w),
+            nn.MaxPool2d(2),  # (B, w, 14, 14)
+            _conv_bn(w, 2 * w),
+            _conv_bn(2 * w, 2 * w),
+            nn.MaxPool2d(2),  # (B, 2w, 7, 7)
+            _conv_bn(2 * w, 4 * w),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),  # (B, 4w)
+            nn.Linear(4 * w, self.feature_dim),
+            nn.ReLU(inplace=True),
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(self.feature_dim, config.num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.body(x)))
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    z_dim: int = 64
+    width: int = 128
+    num_classes: int = NUM_CLASSES
+
+
+class Generator(nn.Module):
+    """G(z, y): latent ``z (B, z_dim)`` and labels ``y (B,) int64`` -> images ``(B, 1, 28, 28)`` in [-1, 1].
+
+    DCGAN-style (Radford et al. 2016): a linear layer to ``(width, 7, 7)`` then two stride-2 transposed
+    convolutions; the class enters as a learned embedding concatenated to z (Mirza & Osindero 2014).
+    """
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.embed = nn.Embedding(config.num_classes, config.z_dim)
+        self.project = nn.Sequential(
+            nn.Linear(2 * config.z_dim, w * 7 * 7, bias=False), nn.BatchNorm1d(w * 7 * 7), nn.ReLU(inplace=True)
+        )
+        self.upsample = nn.Sequential(
+            nn.ConvTranspose2d(w, w // 2, 4, stride=2, padding=1, bias=False),  # (B, w/2, 14, 14)
+            nn.BatchNorm2d(w // 2),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(w // 2, 1, 4, stride=2, padding=1),  # (B, 1, 28, 28)
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.project(torch.cat([z, self.embed(labels)], dim=1))
+        return self.upsample(h.view(-1, self.config.width, 7, 7))
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    width: int = 64
+    num_classes: int = NUM_CLASSES
+
+
+class Discriminator(nn.Module):
+    """D(x, y): images ``(B, 1, 28, 28)`` and labels ``(B,)`` -> (real/fake logit ``(B,)``, class logits ``(B, 10)``).
+
+    Spectrally normalised convolutions (Miyato et al. 2018), a projection term ``<embed(y), h>``
+    (Miyato & Koyama 2018) for the conditional logit, and an auxiliary classifier head (AC-GAN,
+    Odena et al. 2017) whose loss pushes G to draw the requested digit.
+    """
+
+    def __init__(self, config: DiscriminatorConfig):
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.body = nn.Sequential(
+            spectral_norm(nn.Conv2d(1, w, 4, stride=2, padding=1)),  # (B, w, 14, 14)
+            nn.LeakyReLU(0.2, inplace=True),
+            spectral_norm(nn.Conv2d(w, 2 * w, 4, stride=2, padding=1)),  # (B, 2w, 7, 7)
+            nn.LeakyReLU(0.2, inplace=True),
+            spectral_norm(nn.Conv2d(2 * w, 2 * w, 3, padding=1)),  # (B, 2w, 7, 7)
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+        feat = 2 * w * 7 * 7
+        self.linear = spectral_norm(nn.Linear(feat, 1))
+        self.embed = spectral_norm(nn.Embedding(config.num_classes, feat))
+        self.aux = nn.Linear(feat, config.num_classes)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x).flatten(1)  # (B, 2w*49)
+        logit = self.linear(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
+        return logit, self.aux(h)
+
+
+def config_dict(config) -> dict:
+    """Plain-dict form of a model config, for checkpoints (``weights_only=True`` loadable)."""
+    return asdict(config)

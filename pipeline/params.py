@@ -1,0 +1,133 @@
+"""params.yaml -> frozen dataclasses, one per pipeline stage.
+
+Each section is built with ``Section(**raw["section"])``, so a missing or an unknown key fails loudly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.utils import PipelineError
+
+
+class ParamsError(PipelineError, ValueError):
+    """params.yaml is missing, unreadable, or does not match the dataclasses below."""
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    seed: int  # seeds the validation split drawn from train
+    val_size: int  # images held out of the 60,000 train images for validation (stratified)
+    subset_per_class: int  # 0 = all; >0 keeps only this many train+val images per class (tests)
+
+
+@dataclass(frozen=True)
+class ClassifierParams:
+    """The judge's recipe; the evaluation reuses it for TSTR and augmentation runs."""
+
+    seed: int
+    width: int  # channels of the first conv block; later blocks use 2x and 4x
+    dropout: float
+    epochs: int
+    batch_size: int
+    lr: float  # peak learning rate of the one-cycle schedule (AdamW)
+    weight_decay: float
+    aug_degrees: float  # per-image random rotation range of the training images (0 = off)
+    aug_translate: float  # random shift, fraction of the image size
+    aug_scale: float  # random zoom range around 1
+
+
+@dataclass(frozen=True)
+class CGANParams:
+    seed: int
+    z_dim: int  # latent z size
+    g_width: int  # generator channels at 7x7 (halved at 14x14)
+    d_width: int  # discriminator channels at 14x14 (doubled at 7x7)
+    epochs: int
+    batch_size: int
+    lr_g: float
+    lr_d: float
+    beta1: float
+    beta2: float
+    aux_weight: float  # weight of the discriminator's auxiliary class loss (AC-GAN); 0 disables
+    ema_decay: float  # exponential moving average of generator weights; 0 disables
+    max_train_images: int  # 0 = all train images; >0 caps them (tests)
+
+
+@dataclass(frozen=True)
+class GenerateParams:
+    seed: int
+    per_class: int  # images per digit written by the DVC stage
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    seed: int
+    fid_samples: int  # images per side of each Fréchet distance
+    diversity_per_class: int  # images per class for the pairwise-distance diversity figure
+    synthetic_train_size: int  # synthetic images used to train the TSTR / augmentation classifiers
+
+
+@dataclass(frozen=True)
+class Params:
+    prepare: PrepareParams
+    train_classifier: ClassifierParams
+    train_cgan: CGANParams
+    generate: GenerateParams
+    evaluate: EvaluateParams
+
+
+def _build(cls: type, raw: Any, section: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params section '{section}' must be a mapping, got {type(raw).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    missing = sorted(names - set(raw))
+    if unknown:
+        raise ParamsError(f"params section '{section}' has unknown key(s): {', '.join(unknown)}")
+    if missing:
+        raise ParamsError(f"params section '{section}' is missing key(s): {', '.join(missing)}")
+    return cls(**raw)
+
+
+def params_from_dict(raw: Any) -> Params:
+    """Build :class:`Params` from the parsed YAML mapping.
+
+    Raises:
+        ParamsError: a section or key is missing or unknown.
+    """
+    if not isinstance(raw, dict):
+        raise ParamsError("params must be a mapping of sections")
+    sections = {f.name: f.type for f in dataclasses.fields(Params)}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ParamsError(f"params has unknown section(s): {', '.join(unknown)}")
+    built = {}
+    for field in dataclasses.fields(Params):
+        if field.name not in raw:
+            raise ParamsError(f"params is missing section '{field.name}'")
+        cls = globals()[field.type] if isinstance(field.type, str) else field.type
+        built[field.name] = _build(cls, raw[field.name], field.name)
+    return Params(**built)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml.
+
+    Raises:
+        ParamsError: the file is missing, is not YAML, or a section/key is missing or unknown.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ParamsError(f"cannot read params file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"params file {path} is not valid YAML: {error}") from None
+    return params_from_dict(raw)

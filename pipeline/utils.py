@@ -1,0 +1,98 @@
+"""Small shared helpers: seeding, device choice, atomic writes, hashing, logging.
+
+Pure and importable: nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+
+class PipelineError(Exception):
+    """Base of the errors a user can cause (bad params, files, checkpoints); stages print them as one line."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) and ask torch for deterministic kernels.
+
+    Args:
+        seed: any int in [0, 2**32).
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def get_device(name: str = "auto") -> torch.device:
+    """Return ``cuda`` when ``name`` is "auto" and a GPU is present, else ``cpu``; other names pass through.
+
+    Raises:
+        ValueError: ``name`` is not a device torch knows.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(destination: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``destination``; rename it into place only if the block succeeds.
+
+    Works for a file or a folder written at the yielded path. On any error the temporary path is
+    removed, so nothing half-written ever sits at ``destination``. An existing ``destination`` is
+    replaced only after the new one is complete.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
+    tmp_target = tmp / destination.name
+    try:
+        yield tmp_target
+        if destination.is_dir() and not destination.is_symlink():
+            shutil.rmtree(destination)
+        os.replace(tmp_target, destination)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as indented, key-sorted JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """``torch.save`` a dict of tensors and plain values, atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Configure stdlib logging for a stage's ``main()``: one line per message on stderr."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
