@@ -7,8 +7,8 @@ assembled in a temporary folder beside OUT and renamed into place when complete.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
-import subprocess
 import time
 from pathlib import Path
 
@@ -75,11 +75,12 @@ def parse_digits(text: str | None) -> list[int]:
     return digits
 
 
-def code_revision() -> str:
-    """``git rev-parse HEAD`` of the working tree, or "unknown"."""
+def code_version() -> str:
+    """Installed version of this package (not the git commit, so that a commit alone does not change
+    the export's bytes and make DVC rerun the evaluation)."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+        return importlib.metadata.version("synthetic-digits")
+    except importlib.metadata.PackageNotFoundError:
         return "unknown"
 
 
@@ -95,7 +96,9 @@ def code_revision() -> str:
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT folder.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
 @click.option("--device", default="cpu", show_default=True, help="cpu (bit-reproducible) or cuda/auto.")
-def main(per_class, digits, seed, out, fmt, checkpoint, overwrite, params_path, device) -> None:
+@click.option("--metrics", default=None, type=click.Path(dir_okay=False),
+              help="Also write wall time and images/s to this JSON (the DVC stage does).")
+def main(per_class, digits, seed, out, fmt, checkpoint, overwrite, params_path, device, metrics) -> None:
     with user_errors():
         start = time.perf_counter()
         params = load_params(params_path).generate
@@ -130,10 +133,15 @@ def main(per_class, digits, seed, out, fmt, checkpoint, overwrite, params_path, 
                                          "epoch": ckpt["epoch"], "model_args": ckpt["model_args"],
                                          "params": ckpt["params"]},
                 "params": {"per_class": per_class, "digits": wanted, "block_size": BLOCK_SIZE},
-                "code_revision": code_revision(),
+                "code_version": code_version(),
+                "torch_version": torch.__version__,
             })
         elapsed = time.perf_counter() - start
-        log.info("wrote %d images to %s in %.1f s", per_class * len(wanted), out_path, elapsed)
+        total = per_class * len(wanted)
+        if metrics:
+            write_json(metrics, {"images": total, "format": fmt, "seed": seed, "wall_seconds": round(elapsed, 2),
+                                 "images_per_second": round(total / elapsed, 1)})
+        log.info("wrote %d images to %s in %.1f s (%.0f images/s)", total, out_path, elapsed, total / elapsed)
 
 
 if __name__ == "__main__":

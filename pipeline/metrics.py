@@ -32,7 +32,7 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
         raise ValueError(f"need two (N>=2, D) feature arrays of equal D, got {a.shape} and {b.shape}")
     mu_a, mu_b = a.mean(0), b.mean(0)
     sigma_a, sigma_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(sigma_a @ sigma_b, disp=False)
+    covmean = linalg.sqrtm(sigma_a @ sigma_b)
     if not np.isfinite(covmean).all():
         offset = np.eye(len(sigma_a)) * 1e-6
         covmean = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))

@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny untrained generator checkpoint, the MNIST folder, CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.gan import generator_checkpoint
+from pipeline.models import Generator, GeneratorConfig
+from pipeline.params import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_module(module: str, *args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> args`` as a user would; returns the completed process (text output)."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, env=full_env, timeout=600)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Non-zero exit, no traceback, and the last stderr line is an ``Error:`` line naming the fragments."""
+    assert result.returncode != 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("Error: "), result.stderr
+    errors = [line for line in lines if line.startswith("Error")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[-1], (fragment, lines[-1])
+
+
+@pytest.fixture(scope="session")
+def params():
+    return load_params(REPO / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, params) -> Path:
+    """An untrained generator of the default architecture, saved as the pipeline saves it."""
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(z_dim=params.train_cgan.z_dim, width=16)).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "generator.pt"
+    torch.save(generator_checkpoint(generator, params.train_cgan, epoch=0), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The folder of the four official MNIST files ($MNIST_DIR); tests that need it skip without it."""
+    folder = os.environ.get("MNIST_DIR")
+    if not folder or not Path(folder).is_dir():
+        pytest.skip("MNIST_DIR is not set to the MNIST folder (.ci/run sets it)")
+    return Path(folder).resolve()

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from pipeline.metrics import class_conditional_accuracy, diversity_ratio, frechet_distance, mean_pairwise_distance
+
+
+def test_frechet_distance_zero_for_same_sample_and_mean_shift_for_shifted():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 4))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # Same covariance, mean shifted by (1, 2, 0, 0): the distance is ||shift||^2 = 5.
+    assert frechet_distance(a, a + np.array([1.0, 2.0, 0, 0])) == pytest.approx(5.0, abs=1e-6)
+
+
+def test_frechet_distance_known_covariances():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(200000, 2))
+    b = rng.normal(size=(200000, 2)) * 2.0
+    # N(0, I) vs N(0, 4I): Tr(I + 4I - 2 * 2I) = 2 * (1 + 4 - 4) = 2.
+    assert frechet_distance(a, b) == pytest.approx(2.0, rel=0.02)
+
+
+def test_frechet_distance_rejects_bad_shapes():
+    with pytest.raises(ValueError):
+        frechet_distance(np.zeros((1, 3)), np.zeros((5, 3)))
+    with pytest.raises(ValueError):
+        frechet_distance(np.zeros((5, 3)), np.zeros((5, 4)))
+
+
+def test_class_conditional_accuracy():
+    overall, per_class = class_conditional_accuracy(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]))
+    assert overall == 0.75
+    assert per_class["0"] == 1.0 and per_class["1"] == 0.5 and per_class["2"] == 1.0
+    assert np.isnan(per_class["9"])
+
+
+def test_diversity_exposes_collapsed_class():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(200, 8))
+    real_labels = np.repeat([0, 1], 100)
+    synthetic = rng.normal(size=(200, 8))
+    synthetic[100:] = synthetic[100] + 0.01 * rng.normal(size=(100, 8))  # digit 1 collapsed
+    ratios = diversity_ratio(synthetic, real_labels, real, real_labels, per_class=50, seed=0)
+    assert 0.8 < ratios["0"]["ratio"] < 1.2
+    assert ratios["1"]["ratio"] < 0.05
+    assert mean_pairwise_distance(np.array([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0)

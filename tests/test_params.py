@@ -1,0 +1,46 @@
+import pytest
+import yaml
+
+from pipeline.params import ParamsError, load_params, params_from_dict
+
+
+def test_repo_params_load(params):
+    assert params.generate.per_class > 0
+    assert 0 < params.prepare.val_size < 60000
+
+
+def _raw(repo_params_path):
+    return yaml.safe_load(repo_params_path.read_text())
+
+
+def test_unknown_key_fails(tmp_path):
+    from tests.conftest import REPO
+
+    raw = _raw(REPO / "params.yaml")
+    raw["train_cgan"]["learning_rate"] = 0.1
+    with pytest.raises(ParamsError, match="unknown key.*learning_rate"):
+        params_from_dict(raw)
+
+
+def test_missing_key_fails():
+    from tests.conftest import REPO
+
+    raw = _raw(REPO / "params.yaml")
+    del raw["generate"]["seed"]
+    with pytest.raises(ParamsError, match="generate.*missing key.*seed"):
+        params_from_dict(raw)
+
+
+def test_missing_section_and_bad_file(tmp_path):
+    from tests.conftest import REPO
+
+    raw = _raw(REPO / "params.yaml")
+    del raw["evaluate"]
+    with pytest.raises(ParamsError, match="missing section 'evaluate'"):
+        params_from_dict(raw)
+    bad = tmp_path / "params.yaml"
+    bad.write_text("prepare: [unclosed")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+    with pytest.raises(ParamsError, match="cannot read"):
+        load_params(tmp_path / "absent.yaml")
