@@ -47,7 +47,7 @@ def quality_metrics(judge, splits: Splits, syn_images: np.ndarray, syn_labels: n
         "fid": frechet_distance(syn_feats.numpy()[syn_idx], test_sample),
         "fid_real_floor": frechet_distance(train_feats.numpy(), test_sample),
         "fid_samples": int(n),
-        "fid_feature_space": "judge penultimate layer (128-d, after ReLU)",
+        "fid_feature_space": "judge penultimate layer (128-d, before its ReLU)",
         "diversity": diversity_ratio(syn_feats.numpy(), syn_labels, test_feats.numpy(), splits.test_labels,
                                      params.diversity_per_class, params.seed),
     }

@@ -32,7 +32,7 @@ class Classifier(nn.Module):
     """CNN MNIST classifier (the judge): three conv stages at 28, 14 and 7 px, then a 128-d feature layer.
 
     ``forward(x)`` maps ``(B, 1, 28, 28) float32`` in [-1, 1] to logits ``(B, 10)``;
-    ``features(x)`` returns the penultimate layer ``(B, 128)``, the space FID and precision/recall use.
+    ``features(x)`` returns the penultimate layer ``(B, 128)`` (pre-ReLU), the space FID and diversity use.
     """
 
     feature_dim = 128
@@ -50,17 +50,17 @@ class Classifier(nn.Module):
             _conv_bn(2 * w, 4 * w),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),  # (B, 4w)
-            nn.Linear(4 * w, self.feature_dim),
-            nn.ReLU(inplace=True),
+            nn.Linear(4 * w, self.feature_dim),  # (B, 128): the feature layer, before its ReLU
         )
-        self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(self.feature_dim, config.num_classes)
+        self.head = nn.Sequential(nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(self.feature_dim, config.num_classes))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer features ``(B, 128) float32``, taken before the ReLU so no unit is always 0
+        (dead units would make the feature covariance singular for FID)."""
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.body(x)))
+        return self.head(self.body(x))
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,24 @@ class Generator(nn.Module):
 class DiscriminatorConfig:
     width: int = 64
     num_classes: int = NUM_CLASSES
+    minibatch_std: bool = True
+
+
+def minibatch_std(h: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """Append one channel with the feature std across groups of samples (Karras et al. 2018, ProGAN).
+
+    ``(B, C, H, W) -> (B, C + 1, H, W)``. It lets D see a batch's variety, so a generator that
+    ignores z (mode collapse) is easy to tell apart from real data.
+    """
+    b, c, height, width = h.shape
+    g = group if b % group == 0 else 1
+    if g == 1:
+        std = h.std(dim=0, keepdim=True, unbiased=False).mean(dim=(1, 2, 3), keepdim=True).expand(b, 1, height, width)
+    else:
+        grouped = h.view(g, b // g, c, height, width)
+        std = grouped.std(dim=0, unbiased=False).mean(dim=(1, 2, 3))  # (B/g,)
+        std = std.view(1, b // g, 1, 1, 1).expand(g, b // g, 1, height, width).reshape(b, 1, height, width)
+    return torch.cat([h, std], dim=1)
 
 
 class Discriminator(nn.Module):
@@ -116,12 +134,15 @@ class Discriminator(nn.Module):
         super().__init__()
         self.config = config
         w = config.width
-        self.body = nn.Sequential(
+        self.down = nn.Sequential(
             spectral_norm(nn.Conv2d(1, w, 4, stride=2, padding=1)),  # (B, w, 14, 14)
             nn.LeakyReLU(0.2, inplace=True),
             spectral_norm(nn.Conv2d(w, 2 * w, 4, stride=2, padding=1)),  # (B, 2w, 7, 7)
             nn.LeakyReLU(0.2, inplace=True),
-            spectral_norm(nn.Conv2d(2 * w, 2 * w, 3, padding=1)),  # (B, 2w, 7, 7)
+        )
+        extra = 1 if config.minibatch_std else 0
+        self.head = nn.Sequential(
+            spectral_norm(nn.Conv2d(2 * w + extra, 2 * w, 3, padding=1)),  # (B, 2w, 7, 7)
             nn.LeakyReLU(0.2, inplace=True),
         )
         feat = 2 * w * 7 * 7
@@ -130,7 +151,10 @@ class Discriminator(nn.Module):
         self.aux = nn.Linear(feat, config.num_classes)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(x).flatten(1)  # (B, 2w*49)
+        h = self.down(x)
+        if self.config.minibatch_std:
+            h = minibatch_std(h)
+        h = self.head(h).flatten(1)  # (B, 2w*49)
         logit = self.linear(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
         return logit, self.aux(h)
 

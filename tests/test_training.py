@@ -1,0 +1,70 @@
+import dataclasses
+
+import pytest
+import torch
+
+from pipeline.gan import TrainingDivergedError, fixed_noise, load_generator, train_cgan
+from pipeline.training import load_classifier, random_affine, train_classifier
+from pipeline.utils import PipelineError
+from tests.conftest import assert_one_line_error, run_module
+
+
+def _tiny_cgan(params):
+    return dataclasses.replace(params.train_cgan, g_width=8, d_width=4, epochs=1, batch_size=8, ema_decay=0.9)
+
+
+def test_cgan_trains_and_is_deterministic(params):
+    images = torch.rand(32, 1, 28, 28) * 2 - 1
+    labels = torch.arange(32) % 10
+    seen = []
+    g1, logs = train_cgan(_tiny_cgan(params), images, labels, torch.device("cpu"), on_epoch=lambda e, g: seen.append(e))
+    g2, _ = train_cgan(_tiny_cgan(params), images, labels, torch.device("cpu"))
+    assert len(logs) == 1 and seen == logs
+    z, y = fixed_noise(g1.config.z_dim, 2, seed=0)
+    with torch.inference_mode():
+        assert torch.equal(g1(z, y), g2(z, y))
+
+
+def test_nan_loss_stops_training_with_clear_error(params):
+    images = torch.full((16, 1, 28, 28), float("nan"))
+    with pytest.raises(TrainingDivergedError, match="diverged at epoch 1"):
+        train_cgan(_tiny_cgan(params), images, torch.arange(16) % 10, torch.device("cpu"))
+
+
+def test_classifier_recipe_runs_exact_step_budget(params):
+    recipe = dataclasses.replace(params.train_classifier, width=4, epochs=1, batch_size=8)
+    images, labels = torch.rand(40, 1, 28, 28) * 2 - 1, torch.arange(40) % 10
+    result = train_classifier(recipe, images, labels, images[:10], labels[:10], torch.device("cpu"), total_steps=12)
+    assert len(result.history) == 3  # 5 steps per epoch -> 5 + 5 + 2
+    assert 0.0 <= result.best_val_accuracy <= 1.0
+
+
+def test_random_affine_keeps_shape_range_and_identity():
+    images = torch.rand(6, 1, 28, 28) * 2 - 1
+    generator = torch.Generator().manual_seed(0)
+    assert random_affine(images, generator, 0, 0, 0) is images
+    moved = random_affine(images, generator, 10, 0.1, 0.1)
+    assert moved.shape == images.shape
+    assert moved.min() >= -1.0001 and moved.max() <= 1.0001
+
+
+def test_loaders_reject_the_wrong_kind(tmp_path, tiny_checkpoint):
+    with pytest.raises(PipelineError, match="not a classifier checkpoint"):
+        load_classifier(tiny_checkpoint)
+    generator, checkpoint = load_generator(tiny_checkpoint)
+    assert checkpoint["kind"] == "generator" and not generator.training
+
+
+@pytest.mark.parametrize("stage", ["prepare", "train_classifier", "train_cgan", "generate", "evaluate", "report"])
+def test_every_stage_has_help(stage):
+    result = run_module(f"pipeline.{stage}", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--params" in result.stdout or "--metrics-dir" in result.stdout
+
+
+def test_stage_with_bad_params_file_gives_one_line(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("prepare: {seed: 0}\n")
+    result = run_module("pipeline.train_classifier", "--params", str(bad), "--model-out", str(tmp_path / "m.pt"))
+    assert_one_line_error(result, "params section")
+    assert not (tmp_path / "m.pt").exists()
