@@ -1,9 +1,11 @@
 """Stage ``evaluate``: the synthetic digits against the REAL MNIST test set.
 
-quality.json: class-conditional accuracy (judge labels = requested digit), FID in the judge's
-penultimate feature space next to the real-vs-real floor, per-class diversity ratios.
-augmentation.json: test accuracy of fresh classifiers trained with the judge's recipe and the same
-number of optimisation steps on real only, real + synthetic, and synthetic only (TSTR).
+quality.json: class-conditional accuracy (judge labels = requested digit), FID, precision/recall and
+density/coverage (k = 5) in the judge's penultimate feature space, each next to the same metric between
+two disjoint real samples, per-class diversity ratios, and memorization (pixel distance to the nearest
+training image against held-out real images; closest pairs figure).
+augmentation.json: test accuracy of classifiers with the judge's recipe, seed and number of
+optimisation steps on real only (the judge itself), real + synthetic, and synthetic only (TSTR).
 The test set is only measured, never used to choose anything (selection uses validation).
 """
 
@@ -16,20 +18,35 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
+from torchvision.utils import save_image
 
 from pipeline.cli import run, user_errors
 from pipeline.data import Splits, load_splits, to_tensor
 from pipeline.export import PARQUET_NAME, read_parquet_images
-from pipeline.metrics import class_conditional_accuracy, diversity_ratio, frechet_distance
+from pipeline.metrics import (
+    class_conditional_accuracy,
+    diversity_ratio,
+    frechet_distance,
+    memorization,
+    precision_recall_density_coverage,
+)
 from pipeline.params import ClassifierParams, EvaluateParams, load_params
 from pipeline.training import accuracy, load_classifier, predict, steps_per_epoch, train_classifier
-from pipeline.utils import get_device, seed_everything, write_json
+from pipeline.utils import atomic_path, get_device, seed_everything, write_json
 
 log = logging.getLogger("pipeline.evaluate")
 
 
-def quality_metrics(judge, splits: Splits, syn_images: np.ndarray, syn_labels: np.ndarray, params: EvaluateParams) -> dict:
-    """Class-conditional accuracy, FID vs the real test set with its real floor, diversity ratios."""
+CLOSEST_PAIRS = 16
+
+
+def quality_metrics(judge, splits: Splits, syn_images: np.ndarray, syn_labels: np.ndarray, params: EvaluateParams,
+                    pairs_figure: str | Path | None = None) -> dict:
+    """Class-conditional accuracy; FID, PRDC and memorization vs real images, each with its real reference.
+
+    Real reference: a test-set sample of n images plays "real"; n synthetic images, or n train images
+    (disjoint from test), play "fake". ``pairs_figure``: where to save the closest synthetic/train pairs.
+    """
     rng = np.random.default_rng(params.seed)
     syn_probs, syn_feats = predict(judge, to_tensor(syn_images))
     cca, cca_per_class = class_conditional_accuracy(syn_probs.argmax(1).numpy(), syn_labels)
@@ -40,6 +57,19 @@ def quality_metrics(judge, splits: Splits, syn_images: np.ndarray, syn_labels: n
     test_idx = rng.choice(len(splits.test_images), n, replace=False)
     _, train_feats = predict(judge, to_tensor(splits.train_images[train_idx]))
     test_sample = test_feats.numpy()[test_idx]
+    syn_sample, train_sample = syn_feats.numpy()[syn_idx], train_feats.numpy()
+    prdc = precision_recall_density_coverage(test_sample, syn_sample, k=params.prdc_k)
+    prdc_real = precision_recall_density_coverage(test_sample, train_sample, k=params.prdc_k)
+    memo = memorization(syn_images[syn_idx] / 127.5 - 1, splits.test_images[test_idx] / 127.5 - 1,
+                        splits.train_images / 127.5 - 1)
+    fake_d, fake_nearest = memo.pop("fake_distances"), memo.pop("fake_nearest")
+    if pairs_figure is not None:
+        closest = np.argsort(fake_d, kind="stable")[:CLOSEST_PAIRS]
+        pairs = np.concatenate([syn_images[syn_idx][closest], splits.train_images[fake_nearest[closest]]])
+        with atomic_path(pairs_figure) as tmp:  # row 1: synthetic, row 2: its nearest training image
+            save_image(to_tensor(pairs), tmp, nrow=CLOSEST_PAIRS, normalize=True, value_range=(-1, 1), format="png")
+        memo["closest_pairs_figure"] = str(pairs_figure)
+        memo["closest_pairs_distances"] = [round(float(d), 3) for d in fake_d[closest]]
     return {
         "class_conditional_accuracy": cca,
         "per_class_accuracy": cca_per_class,
@@ -48,14 +78,23 @@ def quality_metrics(judge, splits: Splits, syn_images: np.ndarray, syn_labels: n
         "fid_real_floor": frechet_distance(train_feats.numpy(), test_sample),
         "fid_samples": int(n),
         "fid_feature_space": "judge penultimate layer (128-d, before its ReLU)",
+        "prdc_k": params.prdc_k,
+        **{name: value for name, value in prdc.items()},
+        **{f"{name}_real_reference": value for name, value in prdc_real.items()},
+        "memorization": memo,
         "diversity": diversity_ratio(syn_feats.numpy(), syn_labels, test_feats.numpy(), splits.test_labels,
                                      params.diversity_per_class, params.seed),
     }
 
 
-def augmentation_metrics(recipe: ClassifierParams, splits: Splits, syn_images: np.ndarray, syn_labels: np.ndarray,
-                         params: EvaluateParams, device: torch.device) -> dict:
-    """Test accuracy of three classifiers with the judge's recipe and the same step budget."""
+def augmentation_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_images: np.ndarray,
+                         syn_labels: np.ndarray, params: EvaluateParams, device: torch.device) -> dict:
+    """Real test accuracy of classifiers with the judge's recipe, seed and step budget.
+
+    Real only IS the judge: same recipe, data, steps and seed, so it is not trained again. Real +
+    synthetic and synthetic only (TSTR) are trained with that recipe and seed, so the gain is a
+    paired difference.
+    """
     rng = np.random.default_rng(params.seed)
     take = rng.permutation(len(syn_images))[: params.synthetic_train_size]
     syn_x, syn_y = to_tensor(syn_images[take]), torch.from_numpy(syn_labels[take])
@@ -63,14 +102,14 @@ def augmentation_metrics(recipe: ClassifierParams, splits: Splits, syn_images: n
     val_x, val_y = to_tensor(splits.val_images), torch.from_numpy(splits.val_labels)
     test_x, test_y = to_tensor(splits.test_images), torch.from_numpy(splits.test_labels)
     total_steps = recipe.epochs * steps_per_epoch(len(real_x), recipe.batch_size)
+    results = {"real_only": {"test_accuracy": accuracy(judge, test_x, test_y), "val_accuracy": accuracy(judge, val_x, val_y),
+                             "train_images": len(real_x), "source": "the judge (same recipe, data, steps and seed)"}}
     conditions = {
-        "real_only": (real_x, real_y),
         "real_plus_synthetic": (torch.cat([real_x, syn_x]), torch.cat([real_y, syn_y])),
         "tstr": (syn_x, syn_y),
     }
-    results = {}
     for name, (x, y) in conditions.items():
-        fit = train_classifier(recipe, x, y, val_x, val_y, device, total_steps=total_steps, seed=params.seed, desc=name)
+        fit = train_classifier(recipe, x, y, val_x, val_y, device, total_steps=total_steps, desc=name)
         results[name] = {"test_accuracy": accuracy(fit.model, test_x, test_y), "val_accuracy": fit.best_val_accuracy,
                          "train_images": len(x), "selected_epoch": fit.best_epoch}
         log.info("%s: val %.4f test %.4f", name, fit.best_val_accuracy, results[name]["test_accuracy"])
@@ -81,6 +120,7 @@ def augmentation_metrics(recipe: ClassifierParams, splits: Splits, syn_images: n
         "augmentation_gain": results["real_plus_synthetic"]["test_accuracy"] - results["real_only"]["test_accuracy"],
         "runs": results,
         "optimisation_steps": total_steps,
+        "classifier_seed": recipe.seed,
         "selection": "epoch with the best accuracy on the real validation split",
     }
 
@@ -93,8 +133,10 @@ def augmentation_metrics(recipe: ClassifierParams, splits: Splits, syn_images: n
 @click.option("--quality", default="reports/metrics/quality.json", show_default=True, help="Quality metrics JSON.")
 @click.option("--augmentation", default="reports/metrics/augmentation.json", show_default=True,
               help="TSTR / augmentation metrics JSON.")
+@click.option("--pairs-figure", default="reports/figures/memorization_closest_pairs.png", show_default=True,
+              help="Figure: the synthetic images closest to a training image (top) and those images (bottom).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-def main(params_path, data, synthetic, classifier, quality, augmentation, device) -> None:
+def main(params_path, data, synthetic, classifier, quality, augmentation, pairs_figure, device) -> None:
     with user_errors():
         start = time.perf_counter()
         params = load_params(params_path)
@@ -104,14 +146,14 @@ def main(params_path, data, synthetic, classifier, quality, augmentation, device
         judge = load_classifier(classifier, dev)
         syn_images, syn_labels = read_parquet_images(Path(synthetic) / PARQUET_NAME)
         log.info("read %d synthetic images", len(syn_labels))
-        q = quality_metrics(judge, splits, syn_images, syn_labels, params.evaluate)
+        q = quality_metrics(judge, splits, syn_images, syn_labels, params.evaluate, pairs_figure)
         q.update(synthetic_images=len(syn_labels), seed=params.evaluate.seed,
                  wall_seconds=round(time.perf_counter() - start, 2))
         write_json(quality, q)
         log.info("class-conditional accuracy %.4f, FID %.3f (real floor %.3f)", q["class_conditional_accuracy"],
                  q["fid"], q["fid_real_floor"])
         start_aug = time.perf_counter()
-        a = augmentation_metrics(params.train_classifier, splits, syn_images, syn_labels, params.evaluate, dev)
+        a = augmentation_metrics(params.train_classifier, judge, splits, syn_images, syn_labels, params.evaluate, dev)
         a.update(seed=params.evaluate.seed, wall_seconds=round(time.perf_counter() - start_aug, 2))
         write_json(augmentation, a)
 

@@ -17,12 +17,13 @@ from typing import Callable
 
 import torch
 from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision.utils import save_image
 from tqdm import tqdm
 
 from pipeline.models import NUM_CLASSES, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from pipeline.params import CGANParams
-from pipeline.utils import PipelineError, atomic_path
+from pipeline.utils import PipelineError, atomic_path, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,28 @@ class TrainingDivergedError(PipelineError):
 
 class CheckpointError(PipelineError):
     """A generator checkpoint is missing, unreadable, or not a generator checkpoint."""
+
+
+MAX_ABS_LOSS = 1e4  # a hinge/CE loss this large means the game has blown up even if still finite
+
+
+def read_training_state(path: str | Path | None, key: str) -> dict | None:
+    """The resumable training state at ``path`` if it exists and was written for ``key``, else None.
+
+    ``key`` identifies the run (params other than ``epochs``, and the data); a state written by another
+    run, or an unreadable file, is ignored (training then starts afresh and overwrites it).
+    """
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a half-written or foreign file is simply not resumed from
+        log.warning("ignoring unreadable training state %s", path)
+        return None
+    if not isinstance(state, dict) or state.get("key") != key:
+        log.info("training state %s belongs to another run; starting afresh", path)
+        return None
+    return state
 
 
 @dataclass
@@ -73,6 +96,52 @@ def save_grid(images: torch.Tensor, path: str | Path) -> None:
         save_image(images, tmp, nrow=len(images) // 10, normalize=True, value_range=(-1, 1), padding=2, format="png")
 
 
+DIFFAUGMENT_POLICIES = ("translation", "cutout")
+
+
+def diff_augment(images: torch.Tensor, policy: str, generator: torch.Generator) -> torch.Tensor:
+    """DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training"):
+    the same differentiable random transforms on real and fake images before every D call.
+
+    As in the authors' ``DiffAugment_pytorch.py``: ``translation`` shifts each image by up to 1/8 of
+    its size (integer pixels), ``cutout`` blanks a random square of half its size; both fill with the
+    background value -1 rather than 0, since MNIST's background is -1 here.
+
+    Args:
+        images: ``(B, 1, H, W)`` in [-1, 1]; policy: comma-separated subset of ``DIFFAUGMENT_POLICIES``
+            ("" = identity); generator: the CPU RNG of the training run.
+    Raises:
+        ValueError: an unknown policy name.
+    """
+    b, _, h, w = images.shape
+    batch = torch.arange(b, device=images.device).view(b, 1, 1)
+    for name in filter(None, (p.strip() for p in policy.split(","))):
+        if name == "translation":
+            sh, sw = int(h * 0.125 + 0.5), int(w * 0.125 + 0.5)
+            tx = torch.randint(-sh, sh + 1, (b, 1, 1), generator=generator).to(images.device)
+            ty = torch.randint(-sw, sw + 1, (b, 1, 1), generator=generator).to(images.device)
+            gi, gj = torch.meshgrid(torch.arange(h, device=images.device), torch.arange(w, device=images.device),
+                                    indexing="ij")
+            gi = (gi.unsqueeze(0) + tx + 1).clamp(0, h + 1)
+            gj = (gj.unsqueeze(0) + ty + 1).clamp(0, w + 1)
+            padded = F.pad(images, [1, 1, 1, 1], value=-1.0)
+            images = padded[batch, :, gi, gj].permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+        elif name == "cutout":
+            ch, cw = int(h * 0.5 + 0.5), int(w * 0.5 + 0.5)
+            ox = torch.randint(0, h + (1 - ch % 2), (b, 1, 1), generator=generator).to(images.device)
+            oy = torch.randint(0, w + (1 - cw % 2), (b, 1, 1), generator=generator).to(images.device)
+            gi, gj = torch.meshgrid(torch.arange(ch, device=images.device), torch.arange(cw, device=images.device),
+                                    indexing="ij")
+            gi = (gi.unsqueeze(0) + ox - ch // 2).clamp(0, h - 1)
+            gj = (gj.unsqueeze(0) + oy - cw // 2).clamp(0, w - 1)
+            keep = torch.ones(b, h, w, dtype=torch.bool, device=images.device)
+            keep[batch, gi, gj] = False
+            images = torch.where(keep.unsqueeze(1), images, torch.full_like(images, -1.0))
+        else:
+            raise ValueError(f"unknown DiffAugment policy {name!r}; use a subset of {DIFFAUGMENT_POLICIES}")
+    return images
+
+
 @torch.no_grad()
 def _ema_update(ema: Generator, model: Generator, decay: float) -> None:
     for ema_p, p in zip(ema.parameters(), model.parameters()):
@@ -87,26 +156,49 @@ def train_cgan(
     train_labels: torch.Tensor,
     device: torch.device,
     on_epoch: Callable[[EpochLog, Generator], None] | None = None,
+    state_path: str | Path | None = None,
+    state_key: str = "",
+    resume: dict | None = None,
+    on_step: Callable[[int, Generator], None] | None = None,
 ) -> tuple[Generator, list[EpochLog]]:
     """Train G(z, y) and D(x, y) on ``train_images (N, 1, 28, 28) float32`` in [-1, 1], ``train_labels (N,) int64``.
 
     Args:
         on_epoch: called after each epoch with its log and the (EMA) generator, e.g. to save a grid.
+        state_path: where to save the full training state (G, D, EMA, optimisers, RNG) after every
+            epoch, tagged with ``state_key``, so an interrupted run can continue.
+        resume: a state from :func:`read_training_state`; training continues after its epoch and
+            gives the same bytes as an uninterrupted run.
+        on_step: called after every optimisation step with the global step count and the (EMA)
+            generator (the benchmark uses it to time the run to a quality target).
     Returns:
         The generator to sample from (the EMA copy when ``ema_decay > 0``), in eval mode, and the logs.
     Raises:
-        TrainingDivergedError: d_loss or g_loss became NaN/inf.
+        TrainingDivergedError: d_loss or g_loss became NaN/inf or exceeded ``MAX_ABS_LOSS``.
     """
     torch.manual_seed(params.seed)
     rng = torch.Generator().manual_seed(params.seed)
     generator = Generator(GeneratorConfig(z_dim=params.z_dim, width=params.g_width)).to(device)
-    discriminator = Discriminator(DiscriminatorConfig(width=params.d_width)).to(device)
+    discriminator = Discriminator(DiscriminatorConfig(
+        width=params.d_width, minibatch_std=params.minibatch_std, head_conv=params.d_head_conv)).to(device)
+    augment = lambda x: diff_augment(x, params.diffaugment, rng) if params.diffaugment else x  # noqa: E731
     ema = copy.deepcopy(generator).eval() if params.ema_decay > 0 else generator
     opt_g = torch.optim.Adam(generator.parameters(), lr=params.lr_g, betas=(params.beta1, params.beta2))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=params.lr_d, betas=(params.beta1, params.beta2))
     n_batches = len(train_images) // params.batch_size
     logs: list[EpochLog] = []
-    for epoch in range(1, params.epochs + 1):
+    first_epoch = 1
+    if resume is not None:
+        generator.load_state_dict(resume["generator"])
+        discriminator.load_state_dict(resume["discriminator"])
+        ema.load_state_dict(resume["ema"])
+        opt_g.load_state_dict(resume["opt_g"])
+        opt_d.load_state_dict(resume["opt_d"])
+        rng.set_state(resume["rng"])
+        logs = [EpochLog(**entry) for entry in resume["logs"]]
+        first_epoch = resume["epoch"] + 1
+        log.info("resuming cGAN training after epoch %d", resume["epoch"])
+    for epoch in range(first_epoch, params.epochs + 1):
         generator.train()
         discriminator.train()
         order = torch.randperm(len(train_images), generator=rng)
@@ -119,8 +211,8 @@ def train_cgan(
             fake_images = generator(z, labels)
 
             # --- train discriminator
-            real_logit, real_class = discriminator(real_images, labels)
-            fake_logit, _ = discriminator(fake_images.detach(), labels)
+            real_logit, real_class = discriminator(augment(real_images), labels)
+            fake_logit, _ = discriminator(augment(fake_images.detach()), labels)
             d_loss = F.relu(1 - real_logit).mean() + F.relu(1 + fake_logit).mean()
             if params.aux_weight > 0:
                 d_loss = d_loss + params.aux_weight * F.cross_entropy(real_class, labels)
@@ -129,7 +221,7 @@ def train_cgan(
             opt_d.step()
 
             # --- train generator
-            fake_logit_g, fake_class = discriminator(fake_images, labels)
+            fake_logit_g, fake_class = discriminator(augment(fake_images), labels)
             g_loss = -fake_logit_g.mean()
             if params.aux_weight > 0:
                 g_loss = g_loss + params.aux_weight * F.cross_entropy(fake_class, labels)
@@ -137,18 +229,24 @@ def train_cgan(
             g_loss.backward()
             opt_g.step()
             if params.ema_decay > 0:
-                _ema_update(ema, generator, params.ema_decay)
+                # Warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early on the
+                # average must not be dominated by the random initial weights.
+                step = (epoch - 1) * n_batches + i + 1
+                _ema_update(ema, generator, min(params.ema_decay, (1 + step) / (10 + step)))
 
             d_val, g_val = d_loss.item(), g_loss.item()
-            if not (math.isfinite(d_val) and math.isfinite(g_val)):
+            if not all(math.isfinite(v) and abs(v) < MAX_ABS_LOSS for v in (d_val, g_val)):
                 raise TrainingDivergedError(
-                    f"cGAN training diverged at epoch {epoch}, batch {i}: d_loss={d_val}, g_loss={g_val}"
+                    f"cGAN training diverged at epoch {epoch}, batch {i}: d_loss={d_val}, g_loss={g_val}; "
+                    "lower the learning rates in params.yaml"
                 )
             sums += torch.tensor([
                 d_val, g_val, float((real_logit > 0).float().mean()), float((fake_logit < 0).float().mean())
             ])
             if i % 50 == 0:
                 bar.set_postfix(d_loss=f"{d_val:.3f}", g_loss=f"{g_val:.3f}")
+            if on_step is not None:
+                on_step((epoch - 1) * n_batches + i + 1, ema)
         means = (sums / max(n_batches, 1)).tolist()
         entry = EpochLog(epoch, *means)
         logs.append(entry)
@@ -156,10 +254,28 @@ def train_cgan(
             "cGAN epoch %d/%d d_loss %.4f g_loss %.4f D(real)>0 %.3f D(fake)<0 %.3f",
             epoch, params.epochs, *means,
         )
+        if state_path is not None:
+            save_checkpoint(state_path, {
+                "key": state_key, "epoch": epoch, "logs": [asdict(e) for e in logs], "rng": rng.get_state(),
+                "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
+                "ema": ema.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            })
         if on_epoch is not None:
             on_epoch(entry, ema)
     ema.eval()
     return ema, logs
+
+
+def generator_flops_per_image(generator: Generator) -> int:
+    """Floating-point operations of one G(z, y) forward pass per image (a multiply-add counts 2),
+    counted by ``torch.utils.flop_counter.FlopCounterMode`` on a batch of 100."""
+    generator.eval()
+    device = next(generator.parameters()).device
+    z = torch.zeros(100, generator.config.z_dim, device=device)
+    labels = torch.arange(100, device=device) % NUM_CLASSES
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        generator(z, labels)
+    return counter.get_total_flops() // 100
 
 
 def generator_checkpoint(generator: Generator, params: CGANParams, epoch: int) -> dict:

@@ -5,8 +5,12 @@ All functions take ``numpy`` or ``torch`` arrays and return plain floats/dicts (
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 import torch
+from prdc import compute_prdc
 from scipy import linalg
 
 from pipeline.models import NUM_CLASSES
@@ -96,3 +100,80 @@ def diversity_ratio(
         s, r = mean_pairwise_distance(synthetic_features[syn]), mean_pairwise_distance(real_features[real])
         out[str(d)] = {"synthetic": s, "real": r, "ratio": s / r}
     return out
+
+
+def precision_recall_density_coverage(real_features: np.ndarray, fake_features: np.ndarray, k: int = 5) -> dict[str, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019, NeurIPS) and density and coverage
+    (Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics for Generative Models", ICML), from k-NN
+    balls in feature space, computed with the authors' reference package ``prdc`` (clovaai).
+
+    Precision and density measure fidelity (fakes inside the real manifold), recall and coverage
+    measure diversity (real images near some fake). Precision, recall and coverage lie in [0, 1];
+    density is about 1 for identical distributions and can exceed 1.
+
+    Args:
+        real_features, fake_features: ``(N, D)`` and ``(M, D)`` float arrays, N, M > k.
+        k: the neighbourhood size (5 in both papers' recommendations).
+    Raises:
+        ValueError: too few rows for k or mismatched feature dimensions.
+    """
+    real, fake = np.asarray(real_features, np.float32), np.asarray(fake_features, np.float32)
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1] or min(len(real), len(fake)) <= k:
+        raise ValueError(f"need two (N>{k}, D) feature arrays of equal D, got {real.shape} and {fake.shape}")
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints the sample sizes
+        result = compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
+    return {name: float(value) for name, value in result.items()}
+
+
+def nearest_neighbour_distances(queries: np.ndarray, reference: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean distance from each query to its nearest reference row, and that row's index.
+
+    Args:
+        queries: ``(N, D)``; reference: ``(M, D)``, M >= 1 (e.g. images flattened to D = 784,
+            pixels in [-1, 1]).
+    Returns:
+        ``(distances (N,) float32 >= 0, indices (N,) int64)``.
+    """
+    ref = torch.as_tensor(np.asarray(reference), dtype=torch.float32)
+    q = torch.as_tensor(np.asarray(queries), dtype=torch.float32)
+    distances, indices = [], []
+    for start in range(0, len(q), batch_size):
+        d = torch.cdist(q[start : start + batch_size], ref, compute_mode="use_mm_for_euclid_dist")
+        best = d.min(dim=1)
+        distances.append(best.values.clamp_min(0))
+        indices.append(best.indices)
+    return torch.cat(distances).numpy(), torch.cat(indices).numpy()
+
+
+def memorization(fake_images: np.ndarray, heldout_images: np.ndarray, train_images: np.ndarray, quantile: float = 0.05) -> dict:
+    """How close synthetic images come to the training set, against held-out real images.
+
+    For every image, the pixel-space L2 distance (pixels scaled to [-1, 1]) to its nearest training
+    image. Held-out real images were never trained on, so their distances say how close a
+    *new* digit naturally falls; a synthetic image closer than the ``quantile`` of those is a
+    memorisation suspect. A generator that does not copy has ``share_closer_than_heldout`` near
+    ``quantile``. (The test of Meehan et al. 2020, "A Non-Parametric Test to Detect Data-Copying in
+    Generative Models", in its simplest form.)
+
+    Args:
+        fake_images, heldout_images, train_images: ``(N, 1, 28, 28)`` or ``(N, 784)`` float in [-1, 1].
+    Returns:
+        dict with the threshold, the share of fakes below it, median distances of both sets, and
+        ``fake_distances``/``fake_nearest`` arrays (not JSON; pop them before writing).
+    """
+    flat = lambda x: np.asarray(x, np.float32).reshape(len(x), -1)  # noqa: E731
+    train = flat(train_images)
+    fake_d, fake_idx = nearest_neighbour_distances(flat(fake_images), train)
+    real_d, _ = nearest_neighbour_distances(flat(heldout_images), train)
+    threshold = float(np.quantile(real_d, quantile))
+    return {
+        "quantile": quantile,
+        "heldout_distance_threshold": threshold,
+        "share_closer_than_heldout": float((fake_d < threshold).mean()),
+        "median_distance_synthetic": float(np.median(fake_d)),
+        "median_distance_heldout": float(np.median(real_d)),
+        "min_distance_synthetic": float(fake_d.min()),
+        "min_distance_heldout": float(real_d.min()),
+        "fake_distances": fake_d,
+        "fake_nearest": fake_idx,
+    }

@@ -103,6 +103,7 @@ class DiscriminatorConfig:
     width: int = 64
     num_classes: int = NUM_CLASSES
     minibatch_std: bool = True
+    head_conv: bool = True  # a 3x3 conv at 7x7 after the minibatch-std channel (about half of D's FLOPs)
 
 
 def minibatch_std(h: torch.Tensor, group: int = 4) -> torch.Tensor:
@@ -141,11 +142,15 @@ class Discriminator(nn.Module):
             nn.LeakyReLU(0.2, inplace=True),
         )
         extra = 1 if config.minibatch_std else 0
-        self.head = nn.Sequential(
-            spectral_norm(nn.Conv2d(2 * w + extra, 2 * w, 3, padding=1)),  # (B, 2w, 7, 7)
-            nn.LeakyReLU(0.2, inplace=True),
-        )
-        feat = 2 * w * 7 * 7
+        if config.head_conv:
+            self.head = nn.Sequential(
+                spectral_norm(nn.Conv2d(2 * w + extra, 2 * w, 3, padding=1)),  # (B, 2w, 7, 7)
+                nn.LeakyReLU(0.2, inplace=True),
+            )
+            feat = 2 * w * 7 * 7
+        else:
+            self.head = nn.Identity()
+            feat = (2 * w + extra) * 7 * 7
         self.linear = spectral_norm(nn.Linear(feat, 1))
         self.embed = spectral_norm(nn.Embedding(config.num_classes, feat))
         self.aux = nn.Linear(feat, config.num_classes)

@@ -56,6 +56,9 @@ class CGANParams:
     beta2: float
     aux_weight: float  # weight of the discriminator's auxiliary class loss (AC-GAN); 0 disables
     ema_decay: float  # exponential moving average of generator weights; 0 disables
+    minibatch_std: bool  # D sees the batch's feature std (Karras et al. 2018) against mode collapse
+    d_head_conv: bool  # D's extra 3x3 conv at 7x7 (about half of D's FLOPs)
+    diffaugment: str  # DiffAugment policy on every D input (Zhao et al. 2020): "", "translation", "translation,cutout"
     max_train_images: int  # 0 = all train images; >0 caps them (tests)
 
 
@@ -69,7 +72,8 @@ class GenerateParams:
 @dataclass(frozen=True)
 class EvaluateParams:
     seed: int
-    fid_samples: int  # images per side of each Fréchet distance
+    fid_samples: int  # images per side of FID, precision/recall/density/coverage and memorization
+    prdc_k: int  # k of the k-NN balls of precision/recall (Kynkäänniemi 2019) and density/coverage (Naeem 2020)
     diversity_per_class: int  # images per class for the pairwise-distance diversity figure
     synthetic_train_size: int  # synthetic images used to train the TSTR / augmentation classifiers
 

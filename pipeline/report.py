@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pipeline.cli import run, user_errors  # noqa: E402
-from pipeline.gan import fixed_noise, load_generator, sample, save_grid  # noqa: E402
+from pipeline.gan import fixed_noise, generator_flops_per_image, load_generator, sample, save_grid  # noqa: E402
 from pipeline.utils import atomic_path  # noqa: E402
 
 log = logging.getLogger("pipeline.report")
@@ -55,7 +55,39 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f} %"
 
 
-def render(classifier: dict, cgan: dict, quality: dict, augmentation: dict, figures: str) -> str:
+ABLATION_COLUMNS = {
+    "class_conditional_accuracy": ("class-cond. acc.", pct),
+    "worst_digit_accuracy": ("worst digit", pct),
+    "fid_val": ("FID", lambda x: f"{x:.2f}"),
+    "recall_val": ("recall", lambda x: f"{x:.3f}"),
+    "coverage_val": ("coverage", lambda x: f"{x:.3f}"),
+    "tstr_proxy_val": ("TSTR proxy", pct),
+}
+
+
+def render_ablation(runs: list[dict]) -> str:
+    """Markdown table of ablation runs (``pipeline.ablation`` JSONs): each run's last epoch and the
+    epoch with the best TSTR proxy, all on the validation split, with 1-thread training seconds."""
+    if not runs:
+        return "_No ablation runs in `reports/ablation/`._"
+    head = "| run | change vs params.yaml | epoch | train s | " + " | ".join(c for c, _ in ABLATION_COLUMNS.values()) + " |"
+    rows = [head, "|" + " --- |" * (4 + len(ABLATION_COLUMNS))]
+    for run_ in sorted(runs, key=lambda r: r["name"]):
+        change = ", ".join(f"{k}={v}" for k, v in run_["overrides"].items() if k != "epochs") or "(none)"
+        with_tstr = [e for e in run_["epochs"] if "tstr_proxy_val" in e]
+        shown = [run_["epochs"][-1]]
+        if with_tstr:
+            best = max(with_tstr, key=lambda e: e["tstr_proxy_val"])
+            if best is not shown[0]:
+                shown.insert(0, best)
+        for e in shown:
+            cells = [fmt(e[k]) if k in e else "" for k, (_, fmt) in ABLATION_COLUMNS.items()]
+            rows.append(f"| {run_['name']} | {change} | {e['epoch']} | {e['train_seconds']:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def render(classifier: dict, cgan: dict, quality: dict, augmentation: dict, figures: str,
+           ablation: list[dict] | None = None, generator_info: dict | None = None) -> str:
     """The Markdown report (GitHub-flavoured), figure links relative to ``reports/``."""
     digits = [str(d) for d in range(10)]
     per_class = "\n".join(
@@ -63,6 +95,17 @@ def render(classifier: dict, cgan: dict, quality: dict, augmentation: dict, figu
         f"{quality['diversity'][d]['ratio']:.3f} |" for d in digits if d in quality["diversity"]
     )
     runs = augmentation["runs"]
+    memo = quality["memorization"]
+    prdc_rows = "\n".join(
+        f"| {name} | {quality[name]:.3f} | {quality[name + '_real_reference']:.3f} | "
+        f"{quality[name] / quality[name + '_real_reference']:.3f} |" for name in ("precision", "recall", "density", "coverage")
+    )
+    gen_text = "(generator figures unavailable)"
+    if generator_info:
+        gen_text = (f"{generator_info['parameters']:,} parameters, {generator_info['flops_per_image'] / 1e6:.2f} MFLOPs per image "
+                    f"(forward pass, `torch.utils.flop_counter`). The generate stage wrote {generator_info['export_images']:,} images "
+                    f"at {generator_info['export_images_per_second']:,.0f} images/s (sampling, PNG encoding and Parquet).")
+    ablation_table = render_ablation(ablation or [])
     return f"""# Synthetic MNIST digits: report
 
 Every number below was measured by the default `dvc repro` and read from `reports/metrics/*.json`.
@@ -88,9 +131,48 @@ Fixed latent z, one row per digit 0-9 (generator `models/generator.pt`, {cgan['e
 | real + synthetic ({runs['real_plus_synthetic']['train_images']} images) | {pct(augmentation['real_plus_synthetic_accuracy'])} |
 | augmentation gain (real + synthetic − real only) | {100 * augmentation['augmentation_gain']:+.2f} points |
 
-The TSTR and augmentation classifiers use the judge's recipe with the same number of optimisation
-steps ({augmentation['optimisation_steps']}), one seed ({augmentation['seed']}); each keeps its best epoch on
-real validation. One seed cannot separate a gain of a few tenths of a point from noise.
+## Fidelity, diversity and memorization
+
+k-NN metrics with k = {quality['prdc_k']} in the judge's feature space, n = {quality['fid_samples']} per side
+(real = real test sample). The real reference replaces the synthetic sample by a disjoint sample of
+real train images of the same size.
+
+| metric | synthetic vs real | real reference | synthetic / reference |
+| --- | --- | --- | --- |
+| FID | {quality['fid']:.3f} | {quality['fid_real_floor']:.3f} | {quality['fid'] / quality['fid_real_floor']:.1f} × |
+{prdc_rows}
+
+Memorization: pixel distance from each image to its nearest training image (55,000 images). Held-out
+real test images have a 5 % quantile of {memo['heldout_distance_threshold']:.2f}; {pct(memo['share_closer_than_heldout'])} of the synthetic
+images are closer than that (5 % would mean "as close as new real digits"; copies would push it to
+100 %). Median distance: synthetic {memo['median_distance_synthetic']:.2f}, held-out real {memo['median_distance_heldout']:.2f}.
+The {len(memo.get('closest_pairs_distances', []))} closest synthetic images (top) and their nearest training images (bottom):
+
+![closest pairs]({figures}/memorization_closest_pairs.png)
+
+## The generator
+
+{gen_text}
+
+## Ablation (validation split only)
+
+Each row is a `python -m pipeline.ablation` run: the cGAN trained with params.yaml changed as shown,
+measured after each epoch on the VALIDATION split (5,000 held-out train images): class-conditional
+accuracy and worst digit by the judge on 5,000 samples, FID, recall and coverage against the
+validation images, and a TSTR proxy (a width-16 classifier, 300 steps on 20,000 synthetic images,
+scored on validation). Train seconds: one CPU thread, measuring excluded. Where the best TSTR-proxy
+epoch differs from the last, both are shown.
+
+{ablation_table}
+
+Selection: the default params were chosen from these validation figures; the generator that is
+evaluated is the EMA generator after the last epoch (no checkpoint is selected with the judge or
+the test set).
+
+The TSTR and real + synthetic classifiers use the judge's recipe, seed ({augmentation['classifier_seed']}) and number
+of optimisation steps ({augmentation['optimisation_steps']}); real only is the judge itself (the same recipe, data, steps
+and seed). Each keeps its best epoch on real validation. One seed cannot separate a gain of a few
+tenths of a point from noise.
 
 ## Per digit
 
@@ -117,16 +199,23 @@ Wall time: judge {classifier['wall_seconds']:.0f} s, cGAN {cgan['wall_seconds']:
 @click.option("--live-dir", default="reports/live", show_default=True, help="dvclive logs (cgan/, classifier/).")
 @click.option("--checkpoint", default="models/generator.pt", show_default=True, help="Generator for the grid.")
 @click.option("--figures", default="reports/figures", show_default=True, help="Figures folder.")
+@click.option("--ablation-dir", default="reports/ablation", show_default=True, help="pipeline.ablation run JSONs.")
 @click.option("--out", default="reports/report.md", show_default=True, help="Report to write.")
-def main(metrics_dir, live_dir, checkpoint, figures, out) -> None:
+def main(metrics_dir, live_dir, checkpoint, figures, ablation_dir, out) -> None:
     with user_errors():
         metrics, live, figures_path = Path(metrics_dir), Path(live_dir), Path(figures)
         generator, ckpt = load_generator(checkpoint)
         z, labels = fixed_noise(generator.config.z_dim, 10, ckpt["params"]["seed"])
         save_grid(sample(generator, z, labels), figures_path / "samples.png")
         plot_curves(live / "cgan", live / "classifier", figures_path / "training_curves.png")
+        generate = read_json(metrics / "generate.json")
+        generator_info = {"parameters": sum(p.numel() for p in generator.parameters()),
+                          "flops_per_image": generator_flops_per_image(generator),
+                          "export_images": generate["images"], "export_images_per_second": generate["images_per_second"]}
+        ablation = [read_json(p) for p in sorted(Path(ablation_dir).glob("*.json"))]
         text = render(*(read_json(metrics / f"{n}.json") for n in ("classifier", "cgan", "quality", "augmentation")),
-                      figures=os.path.relpath(figures_path, Path(out).parent))
+                      figures=os.path.relpath(figures_path, Path(out).parent), ablation=ablation,
+                      generator_info=generator_info)
         with atomic_path(out) as tmp:
             tmp.write_text(text)
         log.info("wrote %s", out)

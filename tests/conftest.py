@@ -58,3 +58,24 @@ def mnist_dir() -> Path:
     if not folder or not Path(folder).is_dir():
         pytest.skip("MNIST_DIR is not set to the MNIST folder (.ci/run sets it)")
     return Path(folder).resolve()
+
+
+@pytest.fixture
+def tiny_project(tmp_path, params) -> Path:
+    """``tmp_path`` with a random-pixel ``mnist.npz`` (1,600 train / 20 val / 20 test) and a
+    ``params.yaml`` whose cGAN is tiny, for stage runs that must finish in seconds."""
+    import numpy as np
+    import yaml
+
+    from pipeline.data import Splits, save_splits
+
+    rng = np.random.default_rng(0)
+    images = lambda n: rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)  # noqa: E731
+    labels = lambda n: np.arange(n) % 10  # noqa: E731
+    save_splits(Splits(images(1600), labels(1600), images(20), labels(20), images(20), labels(20)),
+                tmp_path / "mnist.npz")
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["train_cgan"].update({"g_width": 16, "d_width": 8, "epochs": 4, "batch_size": 16, "max_train_images": 0})
+    raw["train_classifier"].update({"width": 4})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    return tmp_path

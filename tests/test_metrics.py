@@ -44,3 +44,34 @@ def test_diversity_exposes_collapsed_class():
     assert 0.8 < ratios["0"]["ratio"] < 1.2
     assert ratios["1"]["ratio"] < 0.05
     assert mean_pairwise_distance(np.array([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0)
+
+
+def test_prdc_same_distribution_far_apart_and_collapsed():
+    from pipeline.metrics import precision_recall_density_coverage
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(1000, 4)), rng.normal(size=(1000, 4))
+    same = precision_recall_density_coverage(real, fake, k=5)
+    assert same["precision"] > 0.9 and same["recall"] > 0.9 and same["coverage"] > 0.9
+    assert 0.8 < same["density"] < 1.2
+    far = precision_recall_density_coverage(real, fake + 100.0, k=5)
+    assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+    # Mode collapse: every fake sits near the real mean -> high fidelity, no diversity.
+    collapsed = precision_recall_density_coverage(real, 0.01 * fake, k=5)
+    assert collapsed["precision"] == 1.0 and collapsed["recall"] < 0.05 and collapsed["coverage"] < 0.05
+    with pytest.raises(ValueError):
+        precision_recall_density_coverage(real[:5], fake, k=5)
+
+
+def test_memorization_flags_copies_not_fresh_samples():
+    from pipeline.metrics import memorization
+
+    rng = np.random.default_rng(0)
+    train, heldout, fresh = (rng.uniform(-1, 1, size=(n, 1, 28, 28)) for n in (2000, 500, 500))
+    copies = train[:500] + 0.001 * rng.normal(size=(500, 1, 28, 28))
+    copied = memorization(copies, heldout, train)
+    assert copied["share_closer_than_heldout"] == 1.0
+    assert (copied["fake_nearest"] == np.arange(500)).all()
+    honest = memorization(fresh, heldout, train)
+    assert 0.0 <= honest["share_closer_than_heldout"] < 0.15
+    assert honest["heldout_distance_threshold"] > 0

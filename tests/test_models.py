@@ -35,3 +35,32 @@ def test_classifier_logits_and_features():
     assert features.shape == (3, Classifier.feature_dim)
     assert torch.isfinite(features).all()
     assert torch.allclose(classifier.head(features), classifier(x))
+
+
+def test_discriminator_variants_of_the_ablation():
+    for config in (DiscriminatorConfig(width=8, head_conv=False), DiscriminatorConfig(width=8, minibatch_std=False)):
+        logit, class_logits = Discriminator(config)(torch.rand(4, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2, 3]))
+        assert logit.shape == (4,) and class_logits.shape == (4, 10)
+
+
+def test_diff_augment_shifts_and_cuts_with_background_fill_and_keeps_gradients():
+    import pytest
+
+    from pipeline.gan import diff_augment
+
+    images = torch.full((64, 1, 28, 28), -1.0)
+    images[:, :, 12:16, 12:16] = 1.0  # a 4x4 white square in the middle
+    assert diff_augment(images, "", torch.Generator()) is images
+    shifted = diff_augment(images, "translation", torch.Generator().manual_seed(0))
+    assert shifted.shape == images.shape and set(shifted.unique().tolist()) == {-1.0, 1.0}
+    assert ((shifted == 1).sum(dim=(1, 2, 3)) == 16).all()  # shifts of <= 4 px never push it out
+    assert not torch.equal(shifted, images)
+    again = diff_augment(images, "translation", torch.Generator().manual_seed(0))
+    assert torch.equal(shifted, again)  # the training RNG makes it deterministic
+    cut = diff_augment(images, "cutout", torch.Generator().manual_seed(0))
+    assert ((cut == 1).sum(dim=(1, 2, 3)) < 16).any() and cut.min() == -1
+    x = images.clone().requires_grad_()
+    diff_augment(x, "translation,cutout", torch.Generator().manual_seed(1)).sum().backward()
+    assert x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown DiffAugment policy"):
+        diff_augment(images, "colour", torch.Generator())

@@ -33,7 +33,7 @@ def sh(*args, cwd, env):
 def test_tiny_dvc_repro(tmp_path, mnist_dir):
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("pipeline", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore"):
+    for name in ("pipeline", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore", "reports/ablation"):
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -55,14 +55,18 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
     classifier = json.loads((project / "reports/metrics/classifier.json").read_text())
     assert 0.0 <= classifier["test_accuracy"] <= 1.0 and set(classifier["per_class_accuracy"]) == set(map(str, range(10)))
     quality = json.loads((project / "reports/metrics/quality.json").read_text())
-    for key in ("class_conditional_accuracy", "per_class_accuracy", "fid", "fid_real_floor", "diversity", "wall_seconds"):
+    for key in ("class_conditional_accuracy", "per_class_accuracy", "fid", "fid_real_floor", "diversity", "wall_seconds",
+                "precision", "recall", "density", "coverage", "recall_real_reference", "coverage_real_reference"):
         assert key in quality
+    assert 0.0 <= quality["memorization"]["share_closer_than_heldout"] <= 1.0
+    assert (project / "reports/figures/memorization_closest_pairs.png").stat().st_size > 0
     augmentation = json.loads((project / "reports/metrics/augmentation.json").read_text())
     assert augmentation["augmentation_gain"] == pytest.approx(
         augmentation["real_plus_synthetic_accuracy"] - augmentation["real_only_accuracy"])
     images, labels = read_parquet_images(project / "data/synthetic" / PARQUET_NAME)
     assert np.bincount(labels).tolist() == [30] * 10
-    assert (project / "reports/report.md").read_text().count("|") > 20
+    report = (project / "reports/report.md").read_text()
+    assert report.count("|") > 20 and "## Ablation" in report and "coverage" in report
     for figure in ("samples.png", "training_curves.png", "cgan_epochs/epoch_002.png"):
         assert (project / "reports/figures" / figure).stat().st_size > 0
     assert (project / "reports/live/cgan/plots/metrics/d_loss.tsv").read_text().count("\n") == 3

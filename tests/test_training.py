@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from pipeline.gan import TrainingDivergedError, fixed_noise, load_generator, train_cgan
+from pipeline.gan import TrainingDivergedError, fixed_noise, load_generator, read_training_state, train_cgan
 from pipeline.training import load_classifier, random_affine, train_classifier
 from pipeline.utils import PipelineError
 from tests.conftest import assert_one_line_error, run_module
@@ -23,6 +23,40 @@ def test_cgan_trains_and_is_deterministic(params):
     z, y = fixed_noise(g1.config.z_dim, 2, seed=0)
     with torch.inference_mode():
         assert torch.equal(g1(z, y), g2(z, y))
+
+
+def test_interrupted_cgan_training_resumes_to_the_same_bytes(params, tmp_path):
+    images = torch.rand(32, 1, 28, 28) * 2 - 1
+    labels = torch.arange(32) % 10
+    recipe = dataclasses.replace(_tiny_cgan(params), epochs=3)
+    straight, straight_logs = train_cgan(recipe, images, labels, torch.device("cpu"))
+
+    state = tmp_path / "state.pt"
+
+    def crash_after_epoch_2(entry, generator):
+        if entry.epoch == 2:
+            raise KeyboardInterrupt  # as Ctrl-C would, after the epoch's state is saved
+
+    with pytest.raises(KeyboardInterrupt):
+        train_cgan(recipe, images, labels, torch.device("cpu"), on_epoch=crash_after_epoch_2,
+                   state_path=state, state_key="run-a")
+    assert read_training_state(state, "another-run") is None
+    resume = read_training_state(state, "run-a")
+    assert resume["epoch"] == 2
+    epochs_run = []
+    resumed, resumed_logs = train_cgan(recipe, images, labels, torch.device("cpu"), resume=resume,
+                                       on_epoch=lambda e, g: epochs_run.append(e.epoch))
+    assert epochs_run == [3]
+    assert resumed_logs == straight_logs
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+
+
+def test_unreadable_training_state_is_ignored(tmp_path):
+    state = tmp_path / "state.pt"
+    state.write_bytes(b"half-written")
+    assert read_training_state(state, "run-a") is None
+    assert read_training_state(tmp_path / "missing.pt", "run-a") is None
 
 
 def test_nan_loss_stops_training_with_clear_error(params):

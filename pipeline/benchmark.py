@@ -1,0 +1,170 @@
+"""Benchmark: cGAN training and generator throughput on this machine -> reports/metrics/benchmark.json.
+
+Measures, with the params.yaml defaults:
+  * cGAN training images/s (one D step + one G step per batch, after warm-up);
+  * the generator's pure forward pass G(z, y) in images/s (batches of ``--batch-size``, inference
+    mode) and its FLOPs per image (``torch.utils.flop_counter``);
+  * unless ``--quick``: the training time from scratch until the class-conditional accuracy of
+    5,000 EMA-generator samples, judged by the classifier on the VALIDATION protocol, reaches the
+    target (checked every ``--check-every`` steps; checking time excluded), or ``--max-minutes``.
+Figures depend on the machine, so the JSON records it (CPU model, threads, device, torch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import time
+
+import click
+import torch
+
+from pipeline.ablation import PER_CLASS, quantize
+from pipeline.cli import run, user_errors
+from pipeline.data import load_splits, to_tensor
+from pipeline.gan import generator_flops_per_image, load_generator, sample, train_cgan
+from pipeline.metrics import class_conditional_accuracy
+from pipeline.models import NUM_CLASSES, Generator
+from pipeline.params import load_params
+from pipeline.training import load_classifier, predict
+from pipeline.utils import PipelineError, get_device, write_json
+
+log = logging.getLogger("pipeline.benchmark")
+
+
+class _TargetReached(Exception):
+    pass
+
+
+def generator_throughput(generator: Generator, device: torch.device, images: int, batch_size: int) -> float:
+    """Images/s of the pure forward pass G(z, y), z and labels already on ``device``, after one warm-up batch."""
+    generator.eval()
+    z = torch.randn(batch_size, generator.config.z_dim, device=device)
+    labels = torch.arange(batch_size, device=device) % NUM_CLASSES
+    with torch.inference_mode():
+        generator(z, labels)
+        _sync(device)
+        start = time.perf_counter()
+        done = 0
+        while done < images:
+            generator(z, labels)
+            done += batch_size
+        _sync(device)
+    return done / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def machine_info(device: torch.device) -> dict:
+    """What the figures depend on: CPU model, cores, torch threads, device name, torch version."""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "torch": torch.__version__, "platform": platform.platform()}
+
+
+@click.command(help=__doc__)
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
+@click.option("--data", default="data/prepared/mnist.npz", show_default=True, help="Prepared splits.")
+@click.option("--checkpoint", default="models/generator.pt", show_default=True, help="Generator to time.")
+@click.option("--classifier", default="models/classifier.pt", show_default=True, help="The judge.")
+@click.option("--out", default="reports/metrics/benchmark.json", show_default=True, help="JSON to write.")
+@click.option("--train-steps", default=100, show_default=True, help="Timed cGAN training steps.")
+@click.option("--forward-images", default=20000, show_default=True, help="Images for the forward-pass timing.")
+@click.option("--batch-size", default=1000, show_default=True, help="Forward-pass batch size.")
+@click.option("--target", default=0.99, show_default=True, help="Class-conditional accuracy target.")
+@click.option("--check-every", default=200, show_default=True, help="Steps between target checks.")
+@click.option("--max-minutes", default=20.0, show_default=True, help="Give up on the target after this much training.")
+@click.option("--quick", is_flag=True, help="Skip the time-to-target run (seconds instead of minutes).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def main(params_path, data, checkpoint, classifier, out, train_steps, forward_images, batch_size, target,
+         check_every, max_minutes, quick, device) -> None:
+    with user_errors():
+        if train_steps < 1 or forward_images < 1 or batch_size < 1 or check_every < 1:
+            raise PipelineError("--train-steps, --forward-images, --batch-size and --check-every must be >= 1")
+        dev = get_device(device)
+        params = load_params(params_path).train_cgan
+        generator, _ = load_generator(checkpoint, dev)
+        result = {"machine": machine_info(dev), "generator_checkpoint": checkpoint,
+                  "generator_parameters": sum(p.numel() for p in generator.parameters()),
+                  "generator_flops_per_image": generator_flops_per_image(generator),
+                  "generator_forward_images_per_second": round(
+                      generator_throughput(generator, dev, forward_images, batch_size), 1),
+                  "generator_forward_batch_size": batch_size}
+        log.info("G forward: %.0f images/s, %.2f MFLOPs/image", result["generator_forward_images_per_second"],
+                 result["generator_flops_per_image"] / 1e6)
+
+        splits = load_splits(data)
+        images, labels = to_tensor(splits.train_images), torch.from_numpy(splits.train_labels)
+        warmup = 10
+        timed = dataclasses.replace(params, epochs=1, max_train_images=0)
+        n = (warmup + train_steps) * params.batch_size
+        marks = {}
+
+        def mark(step: int, _generator: Generator) -> None:
+            if step == warmup:
+                _sync(dev)
+                marks["start"] = time.perf_counter()
+            if step == warmup + train_steps:
+                _sync(dev)
+                marks["end"] = time.perf_counter()
+                raise _TargetReached
+
+        try:
+            train_cgan(timed, images[:n], labels[:n], dev, on_step=mark)
+        except _TargetReached:
+            pass
+        result["cgan_train_images_per_second"] = round(train_steps * params.batch_size / (marks["end"] - marks["start"]), 1)
+        result["cgan_train_batch_size"] = params.batch_size
+        log.info("cGAN training: %.0f images/s", result["cgan_train_images_per_second"])
+        if not quick:
+            result["time_to_target"] = time_to_target(params, images, labels, load_classifier(classifier, dev),
+                                                      dev, target, check_every, max_minutes)
+        write_json(out, result)
+        log.info("wrote %s", out)
+
+
+def time_to_target(params, images, labels, judge, device, target: float, check_every: int, max_minutes: float) -> dict:
+    """Train the default cGAN from scratch; every ``check_every`` steps judge 5,000 EMA samples."""
+    clock = {"train": 0.0, "last": time.perf_counter()}
+    checks = []
+    z = torch.randn(NUM_CLASSES * PER_CLASS, params.z_dim, generator=torch.Generator().manual_seed(0))
+    wanted = torch.arange(NUM_CLASSES).repeat_interleave(PER_CLASS)
+
+    def check(step: int, generator: Generator) -> None:
+        if step % check_every:
+            return
+        _sync(device)
+        clock["train"] += time.perf_counter() - clock["last"]
+        probs, _ = predict(judge, quantize(sample(generator, z, wanted)))
+        cca, _ = class_conditional_accuracy(probs.argmax(1).numpy(), wanted.numpy())
+        checks.append({"step": step, "train_seconds": round(clock["train"], 1), "class_conditional_accuracy": cca})
+        log.info("step %d, %.0f s: class-conditional accuracy %.4f", step, clock["train"], cca)
+        if cca >= target or clock["train"] > 60 * max_minutes:
+            raise _TargetReached
+        clock["last"] = time.perf_counter()
+
+    try:
+        train_cgan(dataclasses.replace(params, epochs=1000), images, labels, device, on_step=check)
+    except _TargetReached:
+        pass
+    reached = checks[-1]["class_conditional_accuracy"] >= target if checks else False
+    return {"target_class_conditional_accuracy": target, "reached": reached,
+            "seconds": checks[-1]["train_seconds"] if reached else None,
+            "steps": checks[-1]["step"] if reached else None,
+            "samples": NUM_CLASSES * PER_CLASS, "checks": checks,
+            "protocol": "EMA generator samples (fixed z) judged by the classifier; training time only"}
+
+
+if __name__ == "__main__":
+    run(main)

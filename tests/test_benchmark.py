@@ -1,0 +1,45 @@
+import json
+
+import torch
+
+from pipeline.gan import generator_flops_per_image, load_generator
+from pipeline.models import Classifier, ClassifierConfig
+from pipeline.params import ClassifierParams
+from pipeline.training import classifier_checkpoint
+from tests.conftest import assert_one_line_error, run_module
+
+
+def test_generator_flops_match_the_layer_arithmetic(tiny_checkpoint):
+    generator, _ = load_generator(tiny_checkpoint)
+    z_dim, w = generator.config.z_dim, generator.config.width
+    # 2 FLOPs per multiply-add: linear (2z -> w*49), ConvT w -> w/2 (4x4, 7x7 inputs), ConvT w/2 -> 1 (14x14 inputs).
+    expected = 2 * (2 * z_dim * w * 49 + 49 * w * (w // 2) * 16 + 196 * (w // 2) * 16)
+    assert generator_flops_per_image(generator) == expected
+
+
+def test_benchmark_writes_throughputs_and_time_to_target(tiny_project, tiny_checkpoint):
+    judge = tiny_project / "judge.pt"
+    recipe = ClassifierParams(seed=0, width=4, dropout=0.0, epochs=1, batch_size=8, lr=0.01, weight_decay=0.0,
+                              aug_degrees=0.0, aug_translate=0.0, aug_scale=0.0)
+    torch.save(classifier_checkpoint(Classifier(ClassifierConfig(width=4)), recipe, 0), judge)
+    out = tiny_project / "benchmark.json"
+    result = run_module("pipeline.benchmark", "--params", str(tiny_project / "params.yaml"),
+                        "--data", str(tiny_project / "mnist.npz"), "--checkpoint", str(tiny_checkpoint),
+                        "--classifier", str(judge), "--out", str(out), "--train-steps", "5",
+                        "--forward-images", "200", "--batch-size", "100", "--target", "0.0", "--check-every", "3",
+                        "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    bench = json.loads(out.read_text())
+    assert bench["generator_forward_images_per_second"] > 0 and bench["cgan_train_images_per_second"] > 0
+    assert bench["generator_flops_per_image"] > 0 and bench["machine"]["device"] == "cpu"
+    assert bench["time_to_target"]["reached"] and bench["time_to_target"]["steps"] == 3
+
+
+def test_benchmark_rejects_bad_counts(tiny_checkpoint):
+    assert_one_line_error(run_module("pipeline.benchmark", "--train-steps", "0", "--quick"), "--train-steps")
+
+
+def test_ablation_rejects_unknown_param(tmp_path):
+    result = run_module("pipeline.ablation", "--name", "x", "--set", "no_such_param=1", "--out-dir", str(tmp_path))
+    assert_one_line_error(result, "no_such_param")
+    assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--set", "oops"), "key=value")
