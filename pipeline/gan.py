@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from pipeline.models import NUM_CLASSES, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from pipeline.models import NUM_CLASSES, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, model_checkpoint
 from pipeline.params import CGANParams
 from pipeline.utils import PipelineError, atomic_path, save_checkpoint
 
@@ -279,14 +279,8 @@ def generator_flops_per_image(generator: Generator) -> int:
 
 
 def generator_checkpoint(generator: Generator, params: CGANParams, epoch: int) -> dict:
-    """Self-describing checkpoint: ``{"model", "model_args", "params", "epoch", "kind"}``."""
-    return {
-        "kind": "generator",
-        "model": {k: v.detach().cpu() for k, v in generator.state_dict().items()},
-        "model_args": asdict(generator.config),
-        "params": asdict(params),
-        "epoch": epoch,
-    }
+    """The generator's self-describing checkpoint (:func:`pipeline.models.model_checkpoint`, kind "generator")."""
+    return model_checkpoint("generator", generator, params, epoch)
 
 
 def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tuple[Generator, dict]:

@@ -45,6 +45,19 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     return float(max(diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(covmean), 0.0))
 
 
+def per_class_accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy within each true class: ``{"0": acc, ..., "9": acc}`` in [0, 1], NaN for an absent class.
+
+    Args:
+        predicted, labels: ``(N,) int`` arg-max predictions and true (or requested) labels 0-9.
+    """
+    predicted, labels = np.asarray(predicted), np.asarray(labels)
+    return {
+        str(d): float((predicted[labels == d] == d).mean()) if (labels == d).any() else float("nan")
+        for d in range(NUM_CLASSES)
+    }
+
+
 def class_conditional_accuracy(predicted: np.ndarray, requested: np.ndarray) -> tuple[float, dict[str, float]]:
     """Share of synthetic images that the judge labels as the digit they were generated for.
 
@@ -54,11 +67,7 @@ def class_conditional_accuracy(predicted: np.ndarray, requested: np.ndarray) -> 
         ``(overall in [0, 1], {"0": acc, ..., "9": acc})``; a digit with no images gets NaN.
     """
     predicted, requested = np.asarray(predicted), np.asarray(requested)
-    per_class = {
-        str(d): float((predicted[requested == d] == d).mean()) if (requested == d).any() else float("nan")
-        for d in range(NUM_CLASSES)
-    }
-    return float((predicted == requested).mean()), per_class
+    return float((predicted == requested).mean()), per_class_accuracy(predicted, requested)
 
 
 def mean_pairwise_distance(features: np.ndarray | torch.Tensor) -> float:

@@ -164,6 +164,13 @@ class Discriminator(nn.Module):
         return logit, self.aux(h)
 
 
-def config_dict(config) -> dict:
-    """Plain-dict form of a model config, for checkpoints (``weights_only=True`` loadable)."""
-    return asdict(config)
+def model_checkpoint(kind: str, model: nn.Module, params, epoch: int) -> dict:
+    """Self-describing checkpoint (loadable with ``weights_only=True``):
+    ``{"kind", "model": state_dict on CPU, "model_args": asdict(model.config), "params": asdict(params), "epoch"}``."""
+    return {
+        "kind": kind,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_args": asdict(model.config),
+        "params": asdict(params),
+        "epoch": epoch,
+    }

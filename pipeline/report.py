@@ -7,8 +7,9 @@ the grid); every number in the report comes from those files.
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -20,6 +21,7 @@ import pandas as pd  # noqa: E402
 
 from pipeline.cli import run, user_errors  # noqa: E402
 from pipeline.gan import fixed_noise, generator_flops_per_image, load_generator, sample, save_grid  # noqa: E402
+from pipeline.params import load_params  # noqa: E402
 from pipeline.utils import atomic_path  # noqa: E402
 
 log = logging.getLogger("pipeline.report")
@@ -65,15 +67,19 @@ ABLATION_COLUMNS = {
 }
 
 
-def render_ablation(runs: list[dict]) -> str:
+def render_ablation(runs: list[dict], current: dict) -> str:
     """Markdown table of ablation runs (``pipeline.ablation`` JSONs): each run's last epoch and the
-    epoch with the best TSTR proxy, all on the validation split, with 1-thread training seconds."""
+    epoch with the best TSTR proxy, all on the validation split, with 1-thread training seconds.
+    ``current``: today's ``train_cgan`` params; the "change" column is each run's difference from them."""
     if not runs:
         return "_No ablation runs in `reports/ablation/`._"
-    head = "| run | change vs params.yaml | epoch | train s | " + " | ".join(c for c, _ in ABLATION_COLUMNS.values()) + " |"
+    head = "| run | difference from params.yaml | epoch | train s | " + " | ".join(c for c, _ in ABLATION_COLUMNS.values()) + " |"
     rows = [head, "|" + " --- |" * (4 + len(ABLATION_COLUMNS))]
     for run_ in sorted(runs, key=lambda r: r["name"]):
-        change = ", ".join(f"{k}={v}" for k, v in run_["overrides"].items() if k != "epochs") or "(none)"
+        change = ", ".join(f"{k}={v}" for k, v in run_["params"].items()
+                           if k != "epochs" and current.get(k) != v) or "(none: the default)"
+        if run_.get("note"):
+            change += f" ({run_['note']})"
         with_tstr = [e for e in run_["epochs"] if "tstr_proxy_val" in e]
         shown = [run_["epochs"][-1]]
         if with_tstr:
@@ -87,7 +93,8 @@ def render_ablation(runs: list[dict]) -> str:
 
 
 def render(classifier: dict, cgan: dict, quality: dict, augmentation: dict, figures: str,
-           ablation: list[dict] | None = None, generator_info: dict | None = None) -> str:
+           ablation: list[dict] | None = None, generator_info: dict | None = None,
+           cgan_params: dict | None = None) -> str:
     """The Markdown report (GitHub-flavoured), figure links relative to ``reports/``."""
     digits = [str(d) for d in range(10)]
     per_class = "\n".join(
@@ -105,7 +112,7 @@ def render(classifier: dict, cgan: dict, quality: dict, augmentation: dict, figu
         gen_text = (f"{generator_info['parameters']:,} parameters, {generator_info['flops_per_image'] / 1e6:.2f} MFLOPs per image "
                     f"(forward pass, `torch.utils.flop_counter`). The generate stage wrote {generator_info['export_images']:,} images "
                     f"at {generator_info['export_images_per_second']:,.0f} images/s (sampling, PNG encoding and Parquet).")
-    ablation_table = render_ablation(ablation or [])
+    ablation_table = render_ablation(ablation or [], cgan_params or {})
     return f"""# Synthetic MNIST digits: report
 
 Every number below was measured by the default `dvc repro` and read from `reports/metrics/*.json`.
@@ -160,7 +167,8 @@ Each row is a `python -m pipeline.ablation` run: the cGAN trained with params.ya
 measured after each epoch on the VALIDATION split (5,000 held-out train images): class-conditional
 accuracy and worst digit by the judge on 5,000 samples, FID, recall and coverage against the
 validation images, and a TSTR proxy (a width-16 classifier, 300 steps on 20,000 synthetic images,
-scored on validation). Train seconds: one CPU thread, measuring excluded. Where the best TSTR-proxy
+scored on validation). Train seconds: one CPU thread, measuring excluded; the runs shared the two
+cores with one to three other jobs, so compare them only roughly. Where the best TSTR-proxy
 epoch differs from the last, both are shown.
 
 {ablation_table}
@@ -199,9 +207,10 @@ Wall time: judge {classifier['wall_seconds']:.0f} s, cGAN {cgan['wall_seconds']:
 @click.option("--live-dir", default="reports/live", show_default=True, help="dvclive logs (cgan/, classifier/).")
 @click.option("--checkpoint", default="models/generator.pt", show_default=True, help="Generator for the grid.")
 @click.option("--figures", default="reports/figures", show_default=True, help="Figures folder.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
 @click.option("--ablation-dir", default="reports/ablation", show_default=True, help="pipeline.ablation run JSONs.")
 @click.option("--out", default="reports/report.md", show_default=True, help="Report to write.")
-def main(metrics_dir, live_dir, checkpoint, figures, ablation_dir, out) -> None:
+def main(metrics_dir, live_dir, checkpoint, figures, params_path, ablation_dir, out) -> None:
     with user_errors():
         metrics, live, figures_path = Path(metrics_dir), Path(live_dir), Path(figures)
         generator, ckpt = load_generator(checkpoint)
@@ -215,7 +224,7 @@ def main(metrics_dir, live_dir, checkpoint, figures, ablation_dir, out) -> None:
         ablation = [read_json(p) for p in sorted(Path(ablation_dir).glob("*.json"))]
         text = render(*(read_json(metrics / f"{n}.json") for n in ("classifier", "cgan", "quality", "augmentation")),
                       figures=os.path.relpath(figures_path, Path(out).parent), ablation=ablation,
-                      generator_info=generator_info)
+                      generator_info=generator_info, cgan_params=asdict(load_params(params_path).train_cgan))
         with atomic_path(out) as tmp:
             tmp.write_text(text)
         log.info("wrote %s", out)

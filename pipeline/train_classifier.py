@@ -15,7 +15,8 @@ from dvclive import Live
 from pipeline.cli import run, user_errors
 from pipeline.data import load_splits, to_tensor
 from pipeline.params import load_params
-from pipeline.training import classifier_checkpoint, per_class_accuracy, predict, train_classifier
+from pipeline.metrics import per_class_accuracy
+from pipeline.training import classifier_checkpoint, predict, train_classifier
 from pipeline.utils import get_device, save_checkpoint, seed_everything, write_json
 
 log = logging.getLogger("pipeline.train_classifier")

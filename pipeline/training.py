@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +19,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from pipeline.models import Classifier, ClassifierConfig
+from pipeline.models import Classifier, ClassifierConfig, model_checkpoint
 from pipeline.params import ClassifierParams
 from pipeline.utils import PipelineError
 
@@ -153,23 +153,9 @@ def train_classifier(
     return TrainResult(model=model, best_epoch=best_epoch, best_val_accuracy=best_acc, history=history)
 
 
-def per_class_accuracy(predicted: np.ndarray, labels: np.ndarray, num_classes: int = 10) -> dict[str, float]:
-    """Accuracy within each true class, ``{"0": acc, ..., "9": acc}`` in [0, 1] (NaN for an absent class)."""
-    return {
-        str(c): float((predicted[labels == c] == c).mean()) if (labels == c).any() else float("nan")
-        for c in range(num_classes)
-    }
-
-
 def classifier_checkpoint(model: Classifier, params: ClassifierParams, epoch: int) -> dict:
-    """Self-describing checkpoint: ``{"kind", "model", "model_args", "params", "epoch"}``."""
-    return {
-        "kind": "classifier",
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "model_args": asdict(model.config),
-        "params": asdict(params),
-        "epoch": epoch,
-    }
+    """The judge's self-describing checkpoint (:func:`pipeline.models.model_checkpoint`, kind "classifier")."""
+    return model_checkpoint("classifier", model, params, epoch)
 
 
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Classifier:

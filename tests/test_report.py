@@ -1,0 +1,23 @@
+from pipeline.report import render_ablation
+
+
+def _run(name, lr_g, epochs):
+    return {"name": name, "overrides": {}, "params": {"lr_g": lr_g, "epochs": len(epochs), "seed": 2},
+            "epochs": [{"epoch": i + 1, "train_seconds": 100.0 * (i + 1), **row} for i, row in enumerate(epochs)]}
+
+
+def test_ablation_table_shows_difference_from_current_params_and_best_tstr_epoch():
+    runs = [
+        _run("baseline", 0.0002, [{"class_conditional_accuracy": 0.9, "tstr_proxy_val": 0.8},
+                                  {"class_conditional_accuracy": 0.95}]),
+        _run("slow_g", 0.0001, [{"class_conditional_accuracy": 0.7, "tstr_proxy_val": 0.9},
+                                {"class_conditional_accuracy": 0.8, "tstr_proxy_val": 0.85}]),
+    ]
+    table = render_ablation(runs, current={"lr_g": 0.0002, "epochs": 7, "seed": 2}).splitlines()
+    assert table[0].startswith("| run | difference from params.yaml | epoch | train s |")
+    rows = [line for line in table[2:]]
+    assert rows[0].startswith("| baseline | (none: the default) | 1 | 100 |")  # best TSTR proxy epoch
+    assert rows[1].startswith("| baseline | (none: the default) | 2 | 200 | 95.00 %")  # last epoch
+    assert rows[2].startswith("| slow_g | lr_g=0.0001 | 1 | 100 | 70.00 %")
+    assert rows[3].startswith("| slow_g | lr_g=0.0001 | 2 | 200 | 80.00 %")
+    assert render_ablation([], {}).startswith("_No ablation runs")
