@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from pipeline.cli import run, user_errors
-from pipeline.data import load_splits, to_tensor
+from pipeline.data import load_splits, to_tensor, to_uint8
 from pipeline.gan import EpochLog, sample, train_cgan
 from pipeline.metrics import class_conditional_accuracy, frechet_distance, precision_recall_density_coverage
 from pipeline.models import NUM_CLASSES, Generator
@@ -39,18 +39,28 @@ TSTR_PROXY = ClassifierParams(seed=1, width=16, dropout=0.25, epochs=1, batch_si
 TSTR_PROXY_STEPS = 300
 
 
-def quantize(images: torch.Tensor) -> torch.Tensor:
-    """Round ``(N, 1, 28, 28)`` images in [-1, 1] to the 256 grey levels an export stores."""
-    return torch.round((images + 1) * 127.5).clamp(0, 255) / 127.5 - 1
+def exported_samples(generator: Generator, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """G(z, y) rounded to the 256 grey levels an export stores: ``(N, 1, 28, 28) float32`` in [-1, 1]."""
+    return to_tensor(to_uint8(sample(generator, z, labels)))
+
+
+def judged_samples(generator: Generator, judge, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``PER_CLASS`` exported samples per digit (z drawn from ``rng``), through the judge.
+
+    Returns:
+        ``(probabilities (N, 10), features (N, 128), requested labels (N,) int64)``, digit-major.
+    """
+    z = torch.randn(NUM_CLASSES * PER_CLASS, generator.config.z_dim, generator=rng)
+    labels = torch.arange(NUM_CLASSES).repeat_interleave(PER_CLASS)
+    probs, feats = predict(judge, exported_samples(generator, z, labels))
+    return probs, feats, labels
 
 
 def validation_scores(generator: Generator, judge, val_images: torch.Tensor, val_labels: torch.Tensor,
                       val_features: np.ndarray, tstr: bool, seed: int = 0) -> dict:
     """Validation-only quality of ``generator``: class-conditional accuracy, FID, PRDC, optional TSTR proxy."""
     rng = torch.Generator().manual_seed(seed)
-    z = torch.randn(NUM_CLASSES * PER_CLASS, generator.config.z_dim, generator=rng)
-    labels = torch.arange(NUM_CLASSES).repeat_interleave(PER_CLASS)
-    probs, feats = predict(judge, quantize(sample(generator, z, labels)))
+    probs, feats, labels = judged_samples(generator, judge, rng)
     cca, per_class = class_conditional_accuracy(probs.argmax(1).numpy(), labels.numpy())
     scores = {"class_conditional_accuracy": cca, "worst_digit_accuracy": min(per_class.values()),
               "fid_val": frechet_distance(feats.numpy(), val_features),
@@ -58,7 +68,7 @@ def validation_scores(generator: Generator, judge, val_images: torch.Tensor, val
     if tstr:
         z = torch.randn(TSTR_PROXY_IMAGES, generator.config.z_dim, generator=rng)
         labels = torch.arange(NUM_CLASSES).repeat(TSTR_PROXY_IMAGES // NUM_CLASSES)
-        fit = train_classifier(TSTR_PROXY, quantize(sample(generator, z, labels)), labels, val_images, val_labels,
+        fit = train_classifier(TSTR_PROXY, exported_samples(generator, z, labels), labels, val_images, val_labels,
                                torch.device("cpu"), total_steps=TSTR_PROXY_STEPS, desc="tstr-proxy")
         scores["tstr_proxy_val"] = fit.best_val_accuracy
     return scores
@@ -90,7 +100,12 @@ def main(name, overrides, tstr_every, params_path, data, classifier, out_dir, th
             torch.set_num_threads(threads)
         base = load_params(params_path).train_cgan
         try:
-            params = dataclasses.replace(base, **parse_overrides(overrides))
+            changes = parse_overrides(overrides)
+            params = dataclasses.replace(base, **changes)
+            for key, value in changes.items():  # params.yaml's own loader does not check types yet
+                expected = type(getattr(base, key))
+                if type(value) is not expected and not (expected is float and type(value) is int):
+                    raise ParamsError(f"--set {key}: expected {expected.__name__}, got {value!r}")
         except TypeError as error:
             raise ParamsError(f"--set: {error}") from None
         splits = load_splits(data)
@@ -106,7 +121,7 @@ def main(name, overrides, tstr_every, params_path, data, classifier, out_dir, th
                          **validation_scores(generator, judge, val_images, val_labels, val_features, tstr)})
             log.info("%s %s", name, {k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()})
             write_json(Path(out_dir) / f"{name}.json", {
-                "name": name, "overrides": parse_overrides(overrides), "params": asdict(params),
+                "name": name, "overrides": changes, "params": asdict(params),
                 "threads": torch.get_num_threads(), "epochs": rows,
                 "measured_on": "validation split (5,000 held-out train images); judge = " + classifier,
             })

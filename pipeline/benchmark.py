@@ -21,14 +21,14 @@ import time
 import click
 import torch
 
-from pipeline.ablation import PER_CLASS, quantize
+from pipeline.ablation import PER_CLASS, judged_samples
 from pipeline.cli import run, user_errors
 from pipeline.data import load_splits, to_tensor
-from pipeline.gan import generator_flops_per_image, load_generator, sample, train_cgan
+from pipeline.gan import generator_flops_per_image, load_generator, train_cgan
 from pipeline.metrics import class_conditional_accuracy
 from pipeline.models import NUM_CLASSES, Generator
 from pipeline.params import load_params
-from pipeline.training import load_classifier, predict
+from pipeline.training import load_classifier
 from pipeline.utils import PipelineError, get_device, write_json
 
 log = logging.getLogger("pipeline.benchmark")
@@ -138,15 +138,13 @@ def time_to_target(params, images, labels, judge, device, target: float, check_e
     """Train the default cGAN from scratch; every ``check_every`` steps judge 5,000 EMA samples."""
     clock = {"train": 0.0, "last": time.perf_counter()}
     checks = []
-    z = torch.randn(NUM_CLASSES * PER_CLASS, params.z_dim, generator=torch.Generator().manual_seed(0))
-    wanted = torch.arange(NUM_CLASSES).repeat_interleave(PER_CLASS)
 
     def check(step: int, generator: Generator) -> None:
         if step % check_every:
             return
         _sync(device)
         clock["train"] += time.perf_counter() - clock["last"]
-        probs, _ = predict(judge, quantize(sample(generator, z, wanted)))
+        probs, _, wanted = judged_samples(generator, judge, torch.Generator().manual_seed(0))  # same z every check
         cca, _ = class_conditional_accuracy(probs.argmax(1).numpy(), wanted.numpy())
         checks.append({"step": step, "train_seconds": round(clock["train"], 1), "class_conditional_accuracy": cca})
         log.info("step %d, %.0f s: class-conditional accuracy %.4f", step, clock["train"], cca)

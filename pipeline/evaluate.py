@@ -60,12 +60,12 @@ def quality_metrics(judge, splits: Splits, syn_images: np.ndarray, syn_labels: n
     syn_sample, train_sample = syn_feats.numpy()[syn_idx], train_feats.numpy()
     prdc = precision_recall_density_coverage(test_sample, syn_sample, k=params.prdc_k)
     prdc_real = precision_recall_density_coverage(test_sample, train_sample, k=params.prdc_k)
-    memo = memorization(syn_images[syn_idx] / 127.5 - 1, splits.test_images[test_idx] / 127.5 - 1,
-                        splits.train_images / 127.5 - 1)
+    syn_picked = syn_images[syn_idx]
+    memo = memorization(to_tensor(syn_picked), to_tensor(splits.test_images[test_idx]), to_tensor(splits.train_images))
     fake_d, fake_nearest = memo.pop("fake_distances"), memo.pop("fake_nearest")
     if pairs_figure is not None:
         closest = np.argsort(fake_d, kind="stable")[:CLOSEST_PAIRS]
-        pairs = np.concatenate([syn_images[syn_idx][closest], splits.train_images[fake_nearest[closest]]])
+        pairs = np.concatenate([syn_picked[closest], splits.train_images[fake_nearest[closest]]])
         with atomic_path(pairs_figure) as tmp:  # row 1: synthetic, row 2: its nearest training image
             save_image(to_tensor(pairs), tmp, nrow=CLOSEST_PAIRS, normalize=True, value_range=(-1, 1), format="png")
         memo["closest_pairs_figure"] = str(pairs_figure)
@@ -74,8 +74,8 @@ def quality_metrics(judge, splits: Splits, syn_images: np.ndarray, syn_labels: n
         "class_conditional_accuracy": cca,
         "per_class_accuracy": cca_per_class,
         "mean_judge_confidence": float(syn_probs.max(1).values.mean()),
-        "fid": frechet_distance(syn_feats.numpy()[syn_idx], test_sample),
-        "fid_real_floor": frechet_distance(train_feats.numpy(), test_sample),
+        "fid": frechet_distance(syn_sample, test_sample),
+        "fid_real_floor": frechet_distance(train_sample, test_sample),
         "fid_samples": int(n),
         "fid_feature_space": "judge penultimate layer (128-d, before its ReLU)",
         "prdc_k": params.prdc_k,

@@ -165,7 +165,8 @@ def memorization(fake_images: np.ndarray, heldout_images: np.ndarray, train_imag
     Generative Models", in its simplest form.)
 
     Args:
-        fake_images, heldout_images, train_images: ``(N, 1, 28, 28)`` or ``(N, 784)`` float in [-1, 1].
+        fake_images, heldout_images, train_images: ``(N, 1, 28, 28)`` or ``(N, 784)`` float in [-1, 1]
+            (numpy arrays or CPU tensors, e.g. from :func:`pipeline.data.to_tensor`).
     Returns:
         dict with the threshold, the share of fakes below it, median distances of both sets, and
         ``fake_distances``/``fake_nearest`` arrays (not JSON; pop them before writing).

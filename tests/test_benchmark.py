@@ -43,3 +43,4 @@ def test_ablation_rejects_unknown_param(tmp_path):
     result = run_module("pipeline.ablation", "--name", "x", "--set", "no_such_param=1", "--out-dir", str(tmp_path))
     assert_one_line_error(result, "no_such_param")
     assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--set", "oops"), "key=value")
+    assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--set", "epochs=abc"), "epochs", "int")
