@@ -6,17 +6,27 @@ Measures, with the params.yaml defaults:
     mode) and its FLOPs per image (``torch.utils.flop_counter``);
   * unless ``--quick``: the training time from scratch until the class-conditional accuracy of
     5,000 EMA-generator samples, judged by the classifier on the VALIDATION protocol, reaches the
-    target (checked every ``--check-every`` steps; checking time excluded), or ``--max-minutes``.
+    target (checked every ``--check-every`` steps; checking time excluded), or ``--max-minutes``;
+  * with ``--export-per-class N`` (e.g. 100000 = 1M images): ``python -m pipeline.generate`` run as a
+    user runs it, its images/s against the pure forward pass measured just before in the same run,
+    and its peak memory (the sum of the RSS of its processes, sampled every 0.1 s: an upper bound, as
+    the writer shares pages with its parent). ``--export-only`` skips the training figures and keeps
+    those already in ``--out``.
 Figures depend on the machine, so the JSON records it (CPU model, threads, device, torch).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import click
 import torch
@@ -86,16 +96,20 @@ def machine_info(device: torch.device) -> dict:
 @click.option("--check-every", default=200, show_default=True, help="Steps between target checks.")
 @click.option("--max-minutes", default=20.0, show_default=True, help="Give up on the target after this much training.")
 @click.option("--quick", is_flag=True, help="Skip the time-to-target run (seconds instead of minutes).")
+@click.option("--export-per-class", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also time `pipeline.generate` with this many images per digit (0 = skip; 100000 = 1M images).")
+@click.option("--export-only", is_flag=True, help="Only the forward pass and export figures; keep the rest of --out.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def main(params_path, data, checkpoint, classifier, out, train_steps, forward_images, batch_size, target,
-         check_every, max_minutes, quick, device) -> None:
+         check_every, max_minutes, quick, export_per_class, export_only, device) -> None:
     with user_errors():
         if train_steps < 1 or forward_images < 1 or batch_size < 1 or check_every < 1:
             raise PipelineError("--train-steps, --forward-images, --batch-size and --check-every must be >= 1")
         dev = get_device(device)
         params = load_params(params_path).train_cgan
         generator, _ = load_generator(checkpoint, dev)
-        result = {"machine": machine_info(dev), "generator_checkpoint": checkpoint,
+        previous = json.loads(Path(out).read_text()) if export_only and Path(out).is_file() else {}
+        result = {**previous, "machine": machine_info(dev), "generator_checkpoint": checkpoint,
                   "generator_parameters": sum(p.numel() for p in generator.parameters()),
                   "generator_flops_per_image": generator_flops_per_image(generator),
                   "generator_forward_images_per_second": round(
@@ -103,6 +117,12 @@ def main(params_path, data, checkpoint, classifier, out, train_steps, forward_im
                   "generator_forward_batch_size": batch_size}
         log.info("G forward: %.0f images/s, %.2f MFLOPs/image", result["generator_forward_images_per_second"],
                  result["generator_flops_per_image"] / 1e6)
+        if export_per_class:
+            result["export"] = export_benchmark(params_path, checkpoint, classifier, export_per_class,
+                                                result["generator_forward_images_per_second"])
+        if export_only:
+            write_json(out, result)
+            return
 
         splits = load_splits(data)
         images, labels = to_tensor(splits.train_images), torch.from_numpy(splits.train_labels)
@@ -132,6 +152,47 @@ def main(params_path, data, checkpoint, classifier, out, train_steps, forward_im
                                                       dev, target, check_every, max_minutes)
         write_json(out, result)
         log.info("wrote %s", out)
+
+
+def export_benchmark(params_path: str, checkpoint: str, classifier: str, per_class: int, forward: float) -> dict:
+    """Run ``python -m pipeline.generate`` into a temporary folder beside the repo's ``data/``; return its
+    images/s, the ratio to ``forward`` (pure G images/s of this run) and the peak RSS of its processes."""
+    Path("data").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".benchmark-export-", dir="data") as tmp:
+        metrics = Path(tmp) / "metrics.json"
+        command = [sys.executable, "-m", "pipeline.generate", "--params", params_path, "--checkpoint", checkpoint,
+                   "--judge", classifier, "--per-class", str(per_class), "--out", str(Path(tmp) / "export"),
+                   "--metrics", str(metrics)]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        peak = 0
+        while process.poll() is None:
+            peak = max(peak, _tree_rss(process.pid))
+            time.sleep(0.1)
+        if process.returncode != 0:
+            raise PipelineError(f"the export failed: {process.stderr.read().strip().splitlines()[-1]}")
+        run_metrics = json.loads(metrics.read_text())
+        size = sum(p.stat().st_size for p in (Path(tmp) / "export").glob("part-*.parquet"))
+    export = {**run_metrics, "generator_forward_images_per_second": round(forward, 1),
+              "ratio_to_forward": round(run_metrics["images_per_second"] / forward, 3),
+              "peak_rss_mb_sum_sampled": round(peak / 2**20, 1), "parquet_bytes": size, "command": " ".join(command[1:])}
+    log.info("export of %d images: %.0f images/s = %.0f %% of G forward; peak RSS (sum) %.0f MB",
+             export["images"], export["images_per_second"], 100 * export["ratio_to_forward"],
+             export["peak_rss_mb_sum_sampled"])
+    return export
+
+
+def _tree_rss(pid: int) -> int:
+    """Bytes resident in ``pid`` and its children (Linux /proc; 0 elsewhere)."""
+    total = 0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for p in [pid, *map(int, children)]:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return total
 
 
 def time_to_target(params, images, labels, judge, device, target: float, check_every: int, max_minutes: float) -> dict:

@@ -1,9 +1,10 @@
 """Stage ``evaluate``: the synthetic digits against the REAL MNIST test set.
 
-quality.json: class-conditional accuracy (judge labels = requested digit), FID, precision/recall and
-density/coverage (k = 5) in the judge's penultimate feature space, each next to the same metric between
-two disjoint real samples, per-class diversity ratios, and memorization (pixel distance to the nearest
-training image against held-out real images; closest pairs figure).
+quality.json: class-conditional accuracy (classifier labels = requested digit), FID, precision/recall and
+density/coverage (k = 5) in the classifier's penultimate feature space, each next to the same metric
+between two disjoint real samples, per-class diversity ratios, and memorization (pixel distance to the
+nearest training image against held-out real images; closest pairs figure). The classifier is the judge,
+or the referee when the judge curated the export (--min-confidence); quality.json says which.
 augmentation.json: test accuracy of classifiers with the judge's recipe, seed and number of
 optimisation steps on real only (the judge itself), real + synthetic, and synthetic only (TSTR).
 The test set is only measured, never used to choose anything (selection uses validation).
@@ -22,7 +23,7 @@ from torchvision.utils import save_image
 
 from pipeline.cli import run, user_errors
 from pipeline.data import Splits, load_splits, to_tensor
-from pipeline.export import PARQUET_NAME, read_parquet_images
+from pipeline.dataset import read_export, read_manifest
 from pipeline.metrics import (
     class_conditional_accuracy,
     diversity_ratio,
@@ -32,7 +33,7 @@ from pipeline.metrics import (
 )
 from pipeline.params import ClassifierParams, EvaluateParams, load_params
 from pipeline.training import accuracy, load_classifier, predict, steps_per_epoch, train_classifier
-from pipeline.utils import atomic_path, get_device, seed_everything, write_json
+from pipeline.utils import PipelineError, atomic_path, get_device, seed_everything, sha256_file, write_json
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -40,7 +41,26 @@ log = logging.getLogger("pipeline.evaluate")
 CLOSEST_PAIRS = 16
 
 
-def quality_metrics(judge, splits: Splits, syn_images: np.ndarray, syn_labels: np.ndarray, params: EvaluateParams,
+def choose_evaluator(manifest: dict, candidates: dict[str, str]) -> tuple[str, str]:
+    """The first of ``candidates`` (role -> checkpoint path, e.g. judge then referee) that did not curate
+    the export described by ``manifest``: metrics judged by the classifier that filtered the data would
+    be inflated by construction.
+
+    Returns:
+        ``(role, path)``.
+    Raises:
+        PipelineError: every candidate is the curating classifier (same sha256).
+    """
+    curation = manifest.get("curation") or {}
+    curator = (curation.get("classifier") or {}).get("sha256")
+    for role, path in candidates.items():
+        if curator is None or sha256_file(path) != curator:
+            return role, path
+    raise PipelineError(f"the export was curated by {curation['classifier']['path']}; evaluate it with a classifier "
+                        "not used for filtering (--referee)")
+
+
+def quality_metrics(classifier, splits: Splits, syn_images: np.ndarray, syn_labels: np.ndarray, params: EvaluateParams,
                     pairs_figure: str | Path | None = None) -> dict:
     """Class-conditional accuracy; FID, PRDC and memorization vs real images, each with its real reference.
 
@@ -48,14 +68,14 @@ def quality_metrics(judge, splits: Splits, syn_images: np.ndarray, syn_labels: n
     (disjoint from test), play "fake". ``pairs_figure``: where to save the closest synthetic/train pairs.
     """
     rng = np.random.default_rng(params.seed)
-    syn_probs, syn_feats = predict(judge, to_tensor(syn_images))
+    syn_probs, syn_feats = predict(classifier, to_tensor(syn_images))
     cca, cca_per_class = class_conditional_accuracy(syn_probs.argmax(1).numpy(), syn_labels)
-    _, test_feats = predict(judge, to_tensor(splits.test_images))
+    _, test_feats = predict(classifier, to_tensor(splits.test_images))
     n = min(params.fid_samples, len(syn_images), len(splits.train_images), len(splits.test_images))
     syn_idx = rng.choice(len(syn_images), n, replace=False)
     train_idx = rng.choice(len(splits.train_images), n, replace=False)
     test_idx = rng.choice(len(splits.test_images), n, replace=False)
-    _, train_feats = predict(judge, to_tensor(splits.train_images[train_idx]))
+    _, train_feats = predict(classifier, to_tensor(splits.train_images[train_idx]))
     test_sample = test_feats.numpy()[test_idx]
     syn_sample, train_sample = syn_feats.numpy()[syn_idx], train_feats.numpy()
     prdc = precision_recall_density_coverage(test_sample, syn_sample, k=params.prdc_k)
@@ -77,7 +97,7 @@ def quality_metrics(judge, splits: Splits, syn_images: np.ndarray, syn_labels: n
         "fid": frechet_distance(syn_sample, test_sample),
         "fid_real_floor": frechet_distance(train_sample, test_sample),
         "fid_samples": int(n),
-        "fid_feature_space": "judge penultimate layer (128-d, before its ReLU)",
+        "fid_feature_space": "the evaluation classifier's penultimate layer (128-d, before its ReLU)",
         "prdc_k": params.prdc_k,
         **{name: value for name, value in prdc.items()},
         **{f"{name}_real_reference": value for name, value in prdc_real.items()},
@@ -129,14 +149,17 @@ def augmentation_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_im
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
 @click.option("--data", default="data/prepared/mnist.npz", show_default=True, help="Prepared splits.")
 @click.option("--synthetic", default="data/synthetic", show_default=True, help="Export from pipeline.generate.")
-@click.option("--classifier", default="models/classifier.pt", show_default=True, help="The judge.")
+@click.option("--classifier", default="models/classifier.pt", show_default=True,
+              help="The judge: evaluates the export unless it curated it; its recipe trains the TSTR runs.")
+@click.option("--referee", default="models/referee.pt", show_default=True,
+              help="Second classifier (other seed and width): evaluates exports the judge curated.")
 @click.option("--quality", default="reports/metrics/quality.json", show_default=True, help="Quality metrics JSON.")
 @click.option("--augmentation", default="reports/metrics/augmentation.json", show_default=True,
               help="TSTR / augmentation metrics JSON.")
 @click.option("--pairs-figure", default="reports/figures/memorization_closest_pairs.png", show_default=True,
               help="Figure: the synthetic images closest to a training image (top) and those images (bottom).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-def main(params_path, data, synthetic, classifier, quality, augmentation, pairs_figure, device) -> None:
+def main(params_path, data, synthetic, classifier, referee, quality, augmentation, pairs_figure, device) -> None:
     with user_errors():
         start = time.perf_counter()
         params = load_params(params_path)
@@ -144,9 +167,16 @@ def main(params_path, data, synthetic, classifier, quality, augmentation, pairs_
         dev = get_device(device)
         splits = load_splits(data)
         judge = load_classifier(classifier, dev)
-        syn_images, syn_labels = read_parquet_images(Path(synthetic) / PARQUET_NAME)
-        log.info("read %d synthetic images", len(syn_labels))
-        q = quality_metrics(judge, splits, syn_images, syn_labels, params.evaluate, pairs_figure)
+        manifest = read_manifest(synthetic)
+        role, evaluator_path = choose_evaluator(manifest, {"judge": classifier, "referee": referee})
+        evaluator = judge if role == "judge" else load_classifier(evaluator_path, dev)
+        syn_images, syn_labels = read_export(synthetic)
+        log.info("read %d synthetic images; evaluating with the %s (%s)", len(syn_labels), role, evaluator_path)
+        q = quality_metrics(evaluator, splits, syn_images, syn_labels, params.evaluate, pairs_figure)
+        q["evaluation_classifier"] = {"role": role, "path": str(evaluator_path), "sha256": sha256_file(evaluator_path),
+                                      "seed": torch.load(evaluator_path, weights_only=True)["params"]["seed"],
+                                      "width": evaluator.config.width}
+        q["curation"] = manifest.get("curation")
         q.update(synthetic_images=len(syn_labels), seed=params.evaluate.seed,
                  wall_seconds=round(time.perf_counter() - start, 2))
         write_json(quality, q)

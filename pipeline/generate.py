@@ -1,59 +1,46 @@
 """Stage ``generate``: mass-generate labeled synthetic digits with the trained generator G(z, y).
 
-Writes exactly N images per requested digit to OUT as Parquet (Hugging Face Image + ClassLabel
-features) and/or an image folder OUT/<label>/<index>.png, plus OUT/manifest.json. The dataset is
-assembled in a temporary folder beside OUT and renamed into place when complete.
+Writes exactly N images per requested digit to OUT as Parquet shards part-00000.parquet, ... (Hugging
+Face Image + ClassLabel features, row groups written as they fill) and/or an image folder
+OUT/<label>/<index>.png, plus OUT/manifest.json (shard sha256, counts, provenance) and an OUT/README.md
+dataset card. Sampling runs here while a second process PNG-encodes and writes, so memory stays flat
+whatever N is. The export is assembled in a temporary folder beside OUT and renamed into place when
+complete; --shard-index writes one shard alone, byte-identical to the same shard of a full run.
+With --min-confidence p, only images the classifier (--judge) assigns to their digit with probability
+>= p are kept (rejection sampling; exact counts still hold).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
+import os
+import pickle
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import click
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
+from pipeline.card import dataset_card
 from pipeline.cli import run, user_errors
-from pipeline.data import to_uint8
-from pipeline.export import PARQUET_NAME, SCHEMA, to_table, write_imagefolder
-from pipeline.gan import load_generator, sample
+from pipeline.export import BYTES_PER_IMAGE
+from pipeline.gan import load_generator
+from pipeline.manifest import build_manifest, card_quality
 from pipeline.models import NUM_CLASSES
 from pipeline.params import load_params
-from pipeline.utils import atomic_path, get_device, sha256_file, write_json
+from pipeline.sampling import LatentStreams, ShardLayout, sample_rows
+from pipeline.training import load_classifier
+from pipeline.utils import PipelineError, get_device, sha256_file, write_json
 
 log = logging.getLogger("pipeline.generate")
-
-#: Latent z is drawn in blocks of this many images per digit, each from its own seeded stream, so any
-#: block (and any digit) can be regenerated alone with the same bytes.
-BLOCK_SIZE = 1000
-
-
-def block_latents(seed: int, digit: int, block: int, z_dim: int) -> torch.Tensor:
-    """Latent z ``(BLOCK_SIZE, z_dim) float32`` ~ N(0, I) for one block of one digit.
-
-    The stream is seeded by ``numpy.random.SeedSequence([seed, digit, block])``, so it depends on
-    nothing else (not on the other digits requested, nor on N).
-    """
-    stream_seed = int(np.random.SeedSequence([seed, digit, block]).generate_state(1, dtype=np.uint64)[0] >> 1)
-    return torch.randn(BLOCK_SIZE, z_dim, generator=torch.Generator().manual_seed(stream_seed))
-
-
-def generate_digit(generator, digit: int, count: int, seed: int, progress: tqdm | None = None) -> np.ndarray:
-    """``count`` images of ``digit``: ``(count, 28, 28) uint8``, row i made from block i // BLOCK_SIZE."""
-    z_dim = generator.config.z_dim
-    out = []
-    for block in range((count + BLOCK_SIZE - 1) // BLOCK_SIZE):
-        n = min(BLOCK_SIZE, count - block * BLOCK_SIZE)
-        z = block_latents(seed, digit, block, z_dim)[:n]
-        out.append(to_uint8(sample(generator, z, torch.full((n,), digit, dtype=torch.int64))))
-        if progress is not None:
-            progress.update(n)
-    return np.concatenate(out)
 
 
 def parse_digits(text: str | None) -> list[int]:
@@ -75,13 +62,94 @@ def parse_digits(text: str | None) -> list[int]:
     return digits
 
 
-def code_version() -> str:
-    """Installed version of this package (not the git commit, so that a commit alone does not change
-    the export's bytes and make DVC rerun the evaluation)."""
+def staging_folder(out: Path) -> Path:
+    """A fresh temporary folder beside ``out``, named after this host and process; stale ones left by
+    killed runs of this host (their process is gone) are removed first."""
+    host, prefix = socket.gethostname(), f".{out.name}.tmp-"
+    for old in out.parent.glob(prefix + "*"):
+        parts = old.name[len(prefix):].split("-")
+        if len(parts) >= 3 and "-".join(parts[:-2]) == host and parts[-2].isdigit() and not _alive(int(parts[-2])):
+            log.info("removing %s, left by a run that was killed", old)
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{host}-{os.getpid()}-", dir=out.parent))
+
+
+def _alive(pid: int) -> bool:
     try:
-        return importlib.metadata.version("synthetic-digits")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_free_disk(out: Path, images: int, fmt: str) -> None:
+    """Raise :class:`PipelineError` when the file system of ``out`` lacks room for ``images`` images."""
+    per_image = sum(BYTES_PER_IMAGE[f] for f in (["parquet", "imagefolder"] if fmt == "both" else [fmt]))
+    needed, free = images * per_image, shutil.disk_usage(out.parent).free
+    if needed > free:
+        raise PipelineError(f"{images:,} images need about {needed / 1e9:,.1f} GB but {out.parent} has only "
+                            f"{free / 1e9:,.1f} GB free; lower --per-class")
+
+
+class Exporter:
+    """The writer process (``python -m pipeline.writer``) and the messages to it: rows go in through a
+    pipe while G samples the next batch; the pipe's buffer is the only queue, so memory stays flat."""
+
+    def __init__(self, root: Path, fmt: str, curated: bool, seed: int):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1]),
+                                                                          os.environ.get("PYTHONPATH")]))}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.writer", str(root), fmt, "1" if curated else "0", str(seed)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+    def send(self, message) -> None:
+        try:
+            pickle.dump(message, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        except BrokenPipeError:
+            self._failed()
+
+    def result(self) -> dict:
+        try:
+            self.process.stdin.flush()
+            kind, body = pickle.load(self.process.stdout)
+        except (BrokenPipeError, EOFError):
+            self._failed()
+        if kind == "error":
+            raise PipelineError(body)
+        return body
+
+    def _failed(self):
+        self.process.wait()
+        try:
+            kind, body = pickle.load(self.process.stdout)
+        except Exception:  # noqa: BLE001 - no answer: it died without a word
+            lines = self.process.stderr.read().decode(errors="replace").strip().splitlines()
+            body = lines[-1] if lines else f"exit code {self.process.returncode}"
+        raise PipelineError(f"the export writer process stopped: {body}")
+
+    def peak_rss_mb(self) -> float | None:
+        """The writer's peak resident memory so far (``VmHWM``; Linux only, else None)."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return None
+        kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
+        return None if kib is None else round(kib / 1024, 1)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.send(None)
+                self.process.stdin.close()
+            except (PipelineError, OSError):
+                pass
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 @click.command(help=__doc__)
@@ -91,57 +159,121 @@ def code_version() -> str:
 @click.option("--seed", type=int, default=None, help="Sampling seed. Default: generate.seed in params.yaml.")
 @click.option("--out", default="data/generated", show_default=True, type=click.Path(), help="Output folder.")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "imagefolder", "both"]), default="parquet",
-              show_default=True, help="Parquet file, ImageFolder tree, or both.")
+              show_default=True, help="Parquet shards, ImageFolder tree, or both.")
 @click.option("--checkpoint", default="models/generator.pt", show_default=True, help="Generator checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing OUT folder.")
+@click.option("--judge", default="models/classifier.pt", show_default=True,
+              help="Classifier for --min-confidence and the card's quality line (skipped if absent and not curating).")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="Keep only images the judge assigns to their digit with at least this probability. "
+                   "Default: generate.min_confidence in params.yaml (0 = keep all).")
+@click.option("--shard-size", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Most images per Parquet shard (about 35 MB per 100,000).")
+@click.option("--num-shards", type=click.IntRange(min=1), default=None,
+              help="Split into exactly this many shards instead (overrides --shard-size).")
+@click.option("--shard-index", type=click.IntRange(min=0), default=None,
+              help="Write only this shard (0-based), e.g. one task of a job array.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT folder (only once the new one is complete).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
 @click.option("--device", default="cpu", show_default=True, help="cpu (bit-reproducible) or cuda/auto.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch threads for sampling. Default: torch's (all cores; the writer runs at lower priority).")
 @click.option("--metrics", default=None, type=click.Path(dir_okay=False),
-              help="Also write wall time and images/s to this JSON (the DVC stage does).")
-def main(per_class, digits, seed, out, fmt, checkpoint, overwrite, params_path, device, metrics) -> None:
+              help="Also write wall time, images/s and peak memory to this JSON (the DVC stage does).")
+def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, shard_size, num_shards, shard_index,
+         overwrite, params_path, device, threads, metrics) -> None:
     with user_errors():
         start = time.perf_counter()
         params = load_params(params_path).generate
         per_class = per_class or params.per_class
         seed = params.seed if seed is None else seed
+        min_confidence = params.min_confidence if min_confidence is None else min_confidence
         wanted = parse_digits(digits)
-        out_path = Path(out)
-        if out_path.exists() and not overwrite:
-            raise click.ClickException(f"{out_path} already exists; pass --overwrite to replace it")
-        generator, ckpt = load_generator(checkpoint, get_device(device))
-        with atomic_path(out_path) as tmp:
-            tmp.mkdir()
-            writer = pq.ParquetWriter(tmp / PARQUET_NAME, SCHEMA) if fmt != "imagefolder" else None
-            with tqdm(total=per_class * len(wanted), desc="generate", unit="img", mininterval=1.0) as bar:
-                for digit in wanted:
-                    images = generate_digit(generator, digit, per_class, seed, bar)
-                    table = to_table(images, np.full(per_class, digit), np.arange(per_class), seed)
-                    if writer is not None:
-                        writer.write_table(table, row_group_size=BLOCK_SIZE * 10)
-                    if fmt != "parquet":
-                        write_imagefolder(tmp, table)
-            if writer is not None:
-                writer.close()
-            files = sorted(str(p.relative_to(tmp)) for p in tmp.glob("*.parquet"))
-            write_json(tmp / "manifest.json", {
-                "counts": {str(d): per_class for d in wanted},
-                "total": per_class * len(wanted),
-                "seed": seed,
-                "format": fmt,
-                "files": {name: sha256_file(tmp / name) for name in files},
-                "generator_checkpoint": {"path": str(checkpoint), "sha256": sha256_file(checkpoint),
-                                         "epoch": ckpt["epoch"], "model_args": ckpt["model_args"],
-                                         "params": ckpt["params"]},
-                "params": {"per_class": per_class, "digits": wanted, "block_size": BLOCK_SIZE},
-                "code_version": code_version(),
-                "torch_version": torch.__version__,
-            })
+        layout = (ShardLayout(tuple(wanted), per_class, num_shards) if num_shards
+                  else ShardLayout.with_shard_size(wanted, per_class, shard_size))
+        shards = [shard_index] if shard_index is not None else list(range(layout.num_shards))
+        total = sum(len(layout.shard_rows(s)) for s in shards)
+        out = Path(out)
+        if out.exists() and not overwrite:
+            raise PipelineError(f"{out} already exists; pass --overwrite to replace it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        check_free_disk(out, total, fmt)
+        if threads:
+            torch.set_num_threads(threads)
+        dev = get_device(device)
+        generator, ckpt = load_generator(checkpoint, dev)
+        classifier = load_classifier(judge, dev) if min_confidence > 0 or Path(judge).is_file() else None
+        curator = classifier if min_confidence > 0 else None
+        latents = LatentStreams(seed, generator.config.z_dim)
+        tmp = staging_folder(out)
+        exporter = Exporter(tmp, fmt, curator is not None, seed)
+        try:
+            shard_info, draws, kept, first = [], np.zeros(NUM_CLASSES, np.int64), np.zeros(NUM_CLASSES, np.int64), []
+            sample_start = time.perf_counter()
+            with tqdm(total=total, desc="generate", unit="img", mininterval=1.0, smoothing=0.1) as bar:
+                for shard in shards:
+                    rows = layout.shard_rows(shard)
+                    exporter.send(("open", shard))
+                    for batch_start in range(rows.start, rows.stop, params.batch_size):
+                        labels, indices = layout.labels_and_indices(range(batch_start, min(rows.stop, batch_start + params.batch_size)))
+                        body = sample_rows(generator, latents, labels, indices, curator, min_confidence)
+                        np.add.at(draws, labels, body.pop("draws"))
+                        np.add.at(kept, labels, 1)
+                        if sum(len(f[0]) for f in first) < 2000:
+                            first.append((body["images"], labels))
+                        exporter.send(("rows", {**body, "labels": labels, "indices": indices}))
+                        bar.update(len(labels))
+                    exporter.send(("close", None))
+                    info = exporter.result()
+                    info["sha256"] = sha256_file(tmp / info["file"]) if info["file"] else None
+                    shard_info.append({"index": shard, "first_row": rows.start, **info})
+            export_seconds = time.perf_counter() - sample_start
+            writer_peak = exporter.peak_rss_mb()
+            exporter.close()
+            quality = card_quality(classifier, judge, first, same_as_curator=curator is not None) if classifier else None
+            manifest = build_manifest(
+                layout=layout, shards=shard_info, shard_index=shard_index, seed=seed, fmt=fmt,
+                checkpoint={"path": str(checkpoint), "sha256": sha256_file(checkpoint), "epoch": ckpt["epoch"],
+                            "model_args": ckpt["model_args"], "params": ckpt["params"]},
+                curation=None if curator is None else {
+                    "min_confidence": min_confidence, "draws": int(draws.sum()),
+                    "classifier": {"path": str(judge), "sha256": sha256_file(judge)},
+                    "acceptance_rate": {"overall": float(kept.sum() / draws.sum()),
+                                        "per_class": {str(d): float(kept[d] / draws[d]) for d in wanted}}},
+                quality=quality, batch_size=params.batch_size)
+            write_json(tmp / "manifest.json", manifest)
+            (tmp / "README.md").write_text(dataset_card(manifest))
+            _move_into_place(tmp, out, overwrite)
+        except BaseException:
+            exporter.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         elapsed = time.perf_counter() - start
-        total = per_class * len(wanted)
+        peak = {"peak_rss_mb_sampler": _peak_mb(), "peak_rss_mb_writer": writer_peak}
         if metrics:
-            write_json(metrics, {"images": total, "format": fmt, "seed": seed, "wall_seconds": round(elapsed, 2),
-                                 "images_per_second": round(total / elapsed, 1)})
-        log.info("wrote %d images to %s in %.1f s (%.0f images/s)", total, out_path, elapsed, total / elapsed)
+            write_json(metrics, {"images": total, "format": fmt, "seed": seed, "shards": len(shards),
+                                 "wall_seconds": round(elapsed, 2), "export_seconds": round(export_seconds, 2),
+                                 "images_per_second": round(total / export_seconds, 1),
+                                 "torch_threads": torch.get_num_threads(), **peak})
+        log.info("wrote %d images in %d shard(s) to %s: %.0f images/s (sample + encode + write), %.1f s in all, "
+                 "peak RSS %s MB + %s MB (writer)", total, len(shards), out, total / export_seconds, elapsed,
+                 peak["peak_rss_mb_sampler"], peak["peak_rss_mb_writer"])
+
+
+def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    if out.exists():
+        if not overwrite:  # appeared while we were writing
+            raise PipelineError(f"{out} already exists; pass --overwrite to replace it")
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def _peak_mb() -> float:
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(kib / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)
 
 
 if __name__ == "__main__":

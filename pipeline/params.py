@@ -67,6 +67,7 @@ class GenerateParams:
     seed: int
     per_class: int  # images per digit written by the DVC stage
     batch_size: int
+    min_confidence: float  # 0 = keep every image; > 0 = keep only images the judge gives this probability
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class EvaluateParams:
 class Params:
     prepare: PrepareParams
     train_classifier: ClassifierParams
+    train_referee: ClassifierParams  # a second classifier (other seed and width) for curated exports
     train_cgan: CGANParams
     generate: GenerateParams
     evaluate: EvaluateParams

@@ -92,6 +92,20 @@ def render_ablation(runs: list[dict], current: dict) -> str:
     return "\n".join(rows)
 
 
+def evaluator_line(quality: dict) -> str:
+    """Which classifier computed the quality metrics, and whether (and by whom) the export was curated."""
+    evaluator, curation = quality.get("evaluation_classifier"), quality.get("curation")
+    if evaluator is None:
+        return ""
+    who = (f"Quality metrics computed with the {evaluator['role']} (`{evaluator['path']}`, seed {evaluator['seed']}, "
+           f"width {evaluator['width']}). ")
+    if not curation:
+        return who + "The export was not curated."
+    return who + (f"The export was curated by `{curation['classifier']['path']}` (min confidence "
+                  f"{curation['min_confidence']}, acceptance {curation['acceptance_rate']['overall']:.1%}), "
+                  "which therefore did not evaluate it.")
+
+
 def render(classifier: dict, cgan: dict, quality: dict, augmentation: dict, figures: str,
            ablation: list[dict] | None = None, generator_info: dict | None = None,
            cgan_params: dict | None = None) -> str:
@@ -130,13 +144,15 @@ Fixed latent z, one row per digit 0-9 (generator `models/generator.pt`, {cgan['e
 | metric | value |
 | --- | --- |
 | judge test accuracy | {pct(classifier['test_accuracy'])} |
-| class-conditional accuracy (judge agrees with the requested digit) | {pct(quality['class_conditional_accuracy'])} |
+| class-conditional accuracy (the evaluating classifier agrees with the requested digit) | {pct(quality['class_conditional_accuracy'])} |
 | FID, synthetic vs real test (judge features, n = {quality['fid_samples']}) | {quality['fid']:.3f} |
 | FID floor, real train vs real test (same n) | {quality['fid_real_floor']:.3f} |
 | TSTR: trained on {runs['tstr']['train_images']} synthetic only, tested on real | {pct(augmentation['tstr_accuracy'])} |
 | real only ({runs['real_only']['train_images']} images) | {pct(augmentation['real_only_accuracy'])} |
 | real + synthetic ({runs['real_plus_synthetic']['train_images']} images) | {pct(augmentation['real_plus_synthetic_accuracy'])} |
 | augmentation gain (real + synthetic − real only) | {100 * augmentation['augmentation_gain']:+.2f} points |
+
+{evaluator_line(quality)}
 
 ## Fidelity, diversity and memorization
 

@@ -1,5 +1,8 @@
 """Stage ``train_classifier``: the judge CNN, trained on the train split and selected on validation.
 
+With --section train_referee it trains the referee instead: a second classifier (another seed and
+width, from that params.yaml section) that evaluates exports the judge curated.
+
 Writes the self-describing checkpoint ``models/classifier.pt`` and ``reports/metrics/classifier.json``
 (``test_accuracy``, ``per_class_accuracy`` on the real MNIST test set, measured once at the end).
 """
@@ -28,11 +31,13 @@ log = logging.getLogger("pipeline.train_classifier")
 @click.option("--model-out", default="models/classifier.pt", show_default=True, help="Checkpoint to write.")
 @click.option("--metrics", default="reports/metrics/classifier.json", show_default=True, help="Metrics JSON.")
 @click.option("--live-dir", default="reports/live/classifier", show_default=True, help="dvclive log folder.")
+@click.option("--section", type=click.Choice(["train_classifier", "train_referee"]), default="train_classifier",
+              show_default=True, help="params.yaml section of the recipe: the judge or the referee.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-def main(params_path: str, data: str, model_out: str, metrics: str, live_dir: str, device: str) -> None:
+def main(params_path: str, data: str, model_out: str, metrics: str, live_dir: str, section: str, device: str) -> None:
     with user_errors():
         start = time.perf_counter()
-        params = load_params(params_path).train_classifier
+        params = getattr(load_params(params_path), section)
         seed_everything(params.seed)
         splits = load_splits(data)
         dev = get_device(device)
@@ -44,7 +49,8 @@ def main(params_path: str, data: str, model_out: str, metrics: str, live_dir: st
 
             result = train_classifier(
                 params, to_tensor(splits.train_images), torch.from_numpy(splits.train_labels),
-                to_tensor(splits.val_images), torch.from_numpy(splits.val_labels), dev, on_epoch=on_epoch, desc="judge",
+                to_tensor(splits.val_images), torch.from_numpy(splits.val_labels), dev, on_epoch=on_epoch,
+                desc="judge" if section == "train_classifier" else "referee",
             )
         probs, _ = predict(result.model, to_tensor(splits.test_images))
         predicted = probs.argmax(1).numpy()
@@ -59,7 +65,7 @@ def main(params_path: str, data: str, model_out: str, metrics: str, live_dir: st
             "seed": params.seed,
             "wall_seconds": round(time.perf_counter() - start, 2),
         })
-        log.info("judge: val %.4f (epoch %d), test %.4f -> %s", result.best_val_accuracy, result.best_epoch,
+        log.info("%s: val %.4f (epoch %d), test %.4f -> %s", section, result.best_val_accuracy, result.best_epoch,
                  test_accuracy, model_out)
 
 

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.export import PARQUET_NAME, read_parquet_images
+from pipeline.dataset import read_export
 from tests.conftest import REPO
 
 TINY = {
     "prepare": {"val_size": 200, "subset_per_class": 60},
     "train_classifier": {"width": 8, "epochs": 2, "batch_size": 64},
+    "train_referee": {"width": 4, "epochs": 1, "batch_size": 64},
     "train_cgan": {"g_width": 16, "d_width": 8, "epochs": 2, "batch_size": 64, "max_train_images": 400},
     "generate": {"per_class": 30},
     "evaluate": {"fid_samples": 200, "diversity_per_class": 20, "synthetic_train_size": 300},
@@ -63,10 +64,13 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
     augmentation = json.loads((project / "reports/metrics/augmentation.json").read_text())
     assert augmentation["augmentation_gain"] == pytest.approx(
         augmentation["real_plus_synthetic_accuracy"] - augmentation["real_only_accuracy"])
-    images, labels = read_parquet_images(project / "data/synthetic" / PARQUET_NAME)
+    images, labels = read_export(project / "data/synthetic")
     assert np.bincount(labels).tolist() == [30] * 10
+    assert quality["evaluation_classifier"]["role"] == "judge" and quality["curation"] is None
+    assert json.loads((project / "reports/metrics/referee.json").read_text())["seed"] == params["train_referee"]["seed"]
     report = (project / "reports/report.md").read_text()
     assert report.count("|") > 20 and "## Ablation" in report and "coverage" in report
+    assert "computed with the judge" in report and "not curated" in report
     for figure in ("samples.png", "training_curves.png", "cgan_epochs/epoch_002.png"):
         assert (project / "reports/figures" / figure).stat().st_size > 0
     assert (project / "reports/live/cgan/plots/metrics/d_loss.tsv").read_text().count("\n") == 3
