@@ -102,7 +102,7 @@ def main(name, overrides, tstr_every, params_path, data, classifier, out_dir, th
         try:
             changes = parse_overrides(overrides)
             params = dataclasses.replace(base, **changes)
-            for key, value in changes.items():  # params.yaml's own loader does not check types yet
+            for key, value in changes.items():  # --set values bypass params.yaml's loader: same type check
                 expected = type(getattr(base, key))
                 if type(value) is not expected and not (expected is float and type(value) is int):
                     raise ParamsError(f"--set {key}: expected {expected.__name__}, got {value!r}")

@@ -99,7 +99,15 @@ def _build(cls: type, raw: Any, section: str) -> Any:
         raise ParamsError(f"params section '{section}' has unknown key(s): {', '.join(unknown)}")
     if missing:
         raise ParamsError(f"params section '{section}' is missing key(s): {', '.join(missing)}")
+    for field in dataclasses.fields(cls):
+        value, wanted = raw[field.name], _TYPES.get(str(field.type))
+        # bool is an int in Python, but `epochs: true` is a typo, not 1; an int is a fine float.
+        if wanted and (isinstance(value, bool) != (wanted is bool) or not isinstance(value, wanted)):
+            raise ParamsError(f"params {section}.{field.name} must be {field.type}, got {value!r}")
     return cls(**raw)
+
+
+_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
 
 
 def params_from_dict(raw: Any) -> Params:

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -44,3 +46,27 @@ def test_missing_section_and_bad_file(tmp_path):
         load_params(bad)
     with pytest.raises(ParamsError, match="cannot read"):
         load_params(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("section, key, value, fragment", [
+    ("train_cgan", "epochs", "abc", "train_cgan.epochs must be int, got 'abc'"),
+    ("train_cgan", "epochs", True, "train_cgan.epochs must be int, got True"),
+    ("train_cgan", "minibatch_std", 1, "train_cgan.minibatch_std must be bool"),
+    ("generate", "min_confidence", "high", "generate.min_confidence must be float"),
+])
+def test_wrong_value_types_fail_with_the_key_named(section, key, value, fragment):
+    from tests.conftest import REPO
+
+    raw = _raw(REPO / "params.yaml")
+    raw[section][key] = value
+    with pytest.raises(ParamsError, match=re.escape(fragment)):
+        params_from_dict(raw)
+
+
+
+def test_an_int_is_a_fine_float():
+    from tests.conftest import REPO
+
+    raw = _raw(REPO / "params.yaml")
+    raw["train_cgan"]["lr_g"] = 1
+    assert params_from_dict(raw).train_cgan.lr_g == 1
