@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import yaml
 
-from pipeline.export import CLASS_NAMES
+from pipeline.export import hf_features
 
 
 def _size_category(n: int) -> str:
@@ -16,13 +16,18 @@ def _size_category(n: int) -> str:
     return next((name for bound, name in bounds if n < bound), "10M<n<100M")
 
 
+def _card_dtype(feature: dict):
+    """A ``datasets`` feature as the card's ``dataset_info`` writes it (Image -> "image", ClassLabel ->
+    ``class_label`` names, Value -> its dtype)."""
+    if feature["_type"] == "ClassLabel":
+        return {"class_label": {"names": {str(i): name for i, name in enumerate(feature["names"])}}}
+    return "image" if feature["_type"] == "Image" else feature["dtype"]
+
+
 def front_matter(manifest: dict) -> dict:
     """The card's YAML header: license, task, size, features and the ``part-*.parquet`` data files."""
-    features = [{"name": "image", "dtype": "image"},
-                {"name": "label", "dtype": {"class_label": {"names": {str(i): n for i, n in enumerate(CLASS_NAMES)}}}},
-                {"name": "seed", "dtype": "int64"}, {"name": "index", "dtype": "int64"}]
-    if manifest.get("curation"):
-        features += [{"name": "judge_label", "dtype": "int64"}, {"name": "judge_confidence", "dtype": "float32"}]
+    features = [{"name": name, "dtype": _card_dtype(feature)}
+                for name, feature in hf_features(curated=bool(manifest.get("curation"))).items()]
     header = {
         "license": "cc-by-sa-3.0",
         "task_categories": ["image-classification"],

@@ -80,6 +80,12 @@ def read_shard(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     return table
 
 
+def _shard_images(path: Path) -> tuple[pa.BinaryArray, np.ndarray]:
+    """``(PNG bytes of every row, labels (n,) int64)`` of one shard."""
+    table = read_shard(path, ["image", "label"])
+    return table.column("image").combine_chunks().field("bytes"), table.column("label").to_numpy().astype(np.int64)
+
+
 def read_export(root: str | Path, verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Every image of an export: ``(images (N, 28, 28) uint8, labels (N,) int64)`` in row order.
 
@@ -88,10 +94,10 @@ def read_export(root: str | Path, verify: bool = True) -> tuple[np.ndarray, np.n
     """
     images, labels = [], []
     for path in shard_paths(root, verify):
-        table = read_shard(path, ["image", "label"])
-        images += [decode_png(b) for b in table.column("image").combine_chunks().field("bytes").to_pylist()]
-        labels.append(table.column("label").to_numpy())
-    return np.stack(images), np.concatenate(labels).astype(np.int64)
+        pngs, shard_labels = _shard_images(path)
+        images += [decode_png(b) for b in pngs.to_pylist()]
+        labels.append(shard_labels)
+    return np.stack(images), np.concatenate(labels)
 
 
 class SyntheticDigits(torch.utils.data.Dataset):
@@ -113,10 +119,10 @@ class SyntheticDigits(torch.utils.data.Dataset):
         self.transform = transform
         self.images, self.labels, self.starts = [], [], [0]
         for path in shard_paths(root, verify):
-            table = read_shard(path, ["image", "label"])
-            self.images.append(table.column("image").combine_chunks().field("bytes"))
-            self.labels.append(table.column("label").to_numpy().astype(np.int64))
-            self.starts.append(self.starts[-1] + table.num_rows)
+            pngs, labels = _shard_images(path)
+            self.images.append(pngs)
+            self.labels.append(labels)
+            self.starts.append(self.starts[-1] + len(labels))
 
     def __len__(self) -> int:
         return self.starts[-1]

@@ -28,8 +28,8 @@ from PIL import Image
 CLASS_NAMES = [str(d) for d in range(10)]  # the MNIST digits (pipeline.models.NUM_CLASSES; no torch import here)
 #: Rows per Parquet row group: each is written as soon as it fills (~3.5 MB of PNGs).
 ROW_GROUP_ROWS = 10_000
-#: Conservative bytes per image on disk, for the free-space check (measured: ~345 B of PNG per row
-#: in Parquet; one 4 KiB file-system block per PNG in an image folder).
+#: Conservative bytes per image on disk, for the free-space check (measured: ~290 B per row in Parquet,
+#: 1M images = 286 MB; one 4 KiB file-system block per PNG in an image folder).
 BYTES_PER_IMAGE = {"parquet": 512, "imagefolder": 4096}
 
 
@@ -90,11 +90,6 @@ def encode_pngs(images: np.ndarray) -> list[bytes]:
     end = _png_chunk(b"IEND", b"")
     rows = np.concatenate([np.zeros((n, height, 1), np.uint8), images], axis=2).reshape(n, -1)  # filter byte 0
     return [header + _png_chunk(b"IDAT", zlib.compress(row.tobytes(), 6)) + end for row in rows]
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """``(H, W) uint8`` grayscale -> PNG bytes (see :func:`encode_pngs`)."""
-    return encode_pngs(image[None])[0]
 
 
 def decode_png(data: bytes) -> np.ndarray:

@@ -25,7 +25,7 @@ import torch
 from pipeline.card import dataset_card
 from pipeline.cli import run, user_errors
 from pipeline.gan import load_generator
-from pipeline.manifest import build_manifest, card_quality
+from pipeline.manifest import build_manifest, card_quality, curation_record
 from pipeline.models import NUM_CLASSES
 from pipeline.params import load_params
 from pipeline.sampling import LatentStreams, ShardLayout
@@ -116,17 +116,13 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, s
             export_seconds = time.perf_counter() - sample_start
             writer_peak = writer.peak_rss_mb()
             writer.close()
-            draws, kept = done["draws"], done["kept"]
             quality = card_quality(classifier, judge, done["first"], curator is not None) if classifier else None
             manifest = build_manifest(
                 layout=layout, shards=done["shards"], shard_index=shard_index, seed=seed, fmt=fmt,
                 checkpoint={"path": str(checkpoint), "sha256": sha256_file(checkpoint), "epoch": ckpt["epoch"],
                             "model_args": ckpt["model_args"], "params": ckpt["params"]},
-                curation=None if curator is None else {
-                    "min_confidence": min_confidence, "draws": int(draws.sum()),
-                    "classifier": {"path": str(judge), "sha256": sha256_file(judge)},
-                    "acceptance_rate": {"overall": float(kept.sum() / draws.sum()),
-                                        "per_class": {str(d): float(kept[d] / draws[d]) for d in wanted}}},
+                curation=None if curator is None else curation_record(
+                    min_confidence, judge, sha256_file(judge), done["draws"], done["kept"], wanted),
                 quality=quality, batch_size=params.batch_size)
             write_json(tmp / "manifest.json", manifest)
             (tmp / "README.md").write_text(dataset_card(manifest))

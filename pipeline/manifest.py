@@ -53,6 +53,16 @@ def card_quality(classifier: Classifier, classifier_path: str, first: list[tuple
             "mean_confidence": float(probs.max(1).mean()), "same_as_curator": same_as_curator}
 
 
+def curation_record(min_confidence: float, classifier_path: str, classifier_sha256: str, draws: np.ndarray,
+                    kept: np.ndarray, digits) -> dict:
+    """The manifest's ``curation``: threshold, curating classifier, and acceptance = kept / draws per digit
+    (``draws``, ``kept``: ``(10,) int`` counts)."""
+    return {"min_confidence": min_confidence, "draws": int(draws.sum()),
+            "classifier": {"path": str(classifier_path), "sha256": classifier_sha256},
+            "acceptance_rate": {"overall": float(kept.sum() / draws.sum()),
+                                "per_class": {str(d): float(kept[d] / draws[d]) for d in digits}}}
+
+
 def build_manifest(layout: ShardLayout, shards: list[dict], shard_index: int | None, seed: int, fmt: str,
                    checkpoint: dict, curation: dict | None, quality: dict | None, batch_size: int) -> dict:
     """The manifest of an export of ``shards`` (each ``{"index", "first_row", "file", "rows", "bytes",

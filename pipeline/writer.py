@@ -45,6 +45,8 @@ def serve(root: Path, fmt: str, curated: bool, seed: int, inbox, outbox) -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 5 or not sys.argv[4].lstrip("-").isdigit():
+        sys.exit("Error: pipeline.writer is started by pipeline.generate (usage: ROOT FORMAT CURATED SEED)")
     os.nice(5)  # sampling G is the bottleneck: encoding and writing take the CPU time it leaves
     root, fmt, curated, seed = sys.argv[1:5]
     sys.exit(serve(Path(root), fmt, curated == "1", int(seed), sys.stdin.buffer, sys.stdout.buffer))

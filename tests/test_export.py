@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipeline.dataset import read_export
-from pipeline.export import decode_png, encode_png, to_table
+from pipeline.export import decode_png, encode_pngs, to_table
 
 PARQUET_NAME = "part-00000.parquet"
 
@@ -16,8 +16,8 @@ def _images(n=12, seed=0):
 
 def test_png_round_trip_is_lossless_and_deterministic():
     images, _ = _images(2)
-    assert encode_png(images[0]) == encode_png(images[0].copy())
-    np.testing.assert_array_equal(decode_png(encode_png(images[1])), images[1])
+    assert encode_pngs(images[:1]) == encode_pngs(images[:1].copy())
+    np.testing.assert_array_equal(decode_png(encode_pngs(images[1:2])[0]), images[1])
 
 
 def test_parquet_round_trip_with_huggingface_features(tmp_path):
