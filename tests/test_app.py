@@ -1,0 +1,289 @@
+"""The interactive app: request handling and payloads (pipeline.interactive), the Streamlit script under
+``streamlit.testing.v1.AppTest``, and the real page in headless Chromium (pipeline.browser).
+
+These use the committed trained generator and judge (models/), as a user of a fresh clone would."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import zipfile
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.export import decode_png, export_schema
+from pipeline.gan import load_generator
+from pipeline.interactive import (MAX_SEED, Request, captions, generate_batch, grid_html, parquet_bytes, query_of,
+                                  request_from_query, zip_of_pngs)
+from pipeline.training import load_classifier
+from pipeline.utils import PipelineError
+from tests.conftest import REPO, run_module
+
+streamlit_testing = pytest.importorskip("streamlit.testing.v1", reason="the app extra (streamlit) is not installed")
+AppTest = streamlit_testing.AppTest
+APP = str(REPO / "pipeline" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def models():
+    generator, _ = load_generator(REPO / "models" / "generator.pt")
+    return generator, load_classifier(REPO / "models" / "classifier.pt")
+
+
+# --- pipeline.interactive
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"count": 0}, "number of images must be in 1..100"),
+    ({"count": 101}, "number of images must be in 1..100"),
+    ({"seed": -1}, "seed must be an integer in 0..2147483647"),
+    ({"seed": MAX_SEED + 1}, "seed must be"),
+    ({"digits": (10,)}, "digits must be distinct integers in 0-9"),
+    ({"digits": (3, 3)}, "digits must be distinct"),
+    ({"digits": ()}, "digits must be"),
+    ({"min_confidence": 1.0}, "minimum judge confidence must be in [0, 0.999]"),
+    ({"min_confidence": -0.1}, "minimum judge confidence"),
+])
+def test_request_out_of_range_is_a_one_line_error(kwargs, fragment):
+    with pytest.raises(PipelineError) as error:
+        Request(**{"digits": (1,), "count": 10, "seed": 0, **kwargs})
+    assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_query_parameters_round_trip_and_reject_bad_values():
+    request = Request((7,), 20, 3, 0.9)
+    assert request_from_query(query_of(request)) == request
+    assert request_from_query({}) == Request(tuple(range(10)), 50, 0, 0.0)
+    assert request_from_query({"digit": "all", "count": "100"}).digits == tuple(range(10))
+    with pytest.raises(PipelineError, match="seed='x' is not an integer"):
+        request_from_query({"seed": "x"})
+    with pytest.raises(PipelineError, match="number of images must be in 1..100"):
+        request_from_query({"count": "500"})
+
+
+def test_same_seed_same_images_new_seed_different(models):
+    generator, judge = models
+    first = generate_batch(generator, judge, Request(tuple(range(10)), 30, 5))
+    again = generate_batch(generator, judge, Request(tuple(range(10)), 30, 5))
+    other = generate_batch(generator, judge, Request(tuple(range(10)), 30, 6))
+    assert first.images.dtype == np.uint8 and first.images.shape == (30, 28, 28)
+    assert np.array_equal(first.images, again.images)
+    assert (first.images != other.images).any(axis=(1, 2)).all()  # every image changes with the seed
+    assert first.labels.tolist() == [i % 10 for i in range(30)] and first.indices.tolist() == [i // 10 for i in range(30)]
+    # The trained generator draws what it is asked for: the judge agrees on (nearly) all of them.
+    assert (first.judge_label == first.labels).mean() >= 0.9
+    assert ((first.judge_confidence > 0) & (first.judge_confidence <= 1)).all()
+
+
+def test_images_are_the_first_rows_of_an_export_with_the_same_seed(models, tmp_path):
+    result = run_module("pipeline.generate", "--per-class", "3", "--seed", "41", "--out", str(tmp_path / "export"))
+    assert result.returncode == 0, result.stderr
+    table = pq.read_table(tmp_path / "export" / "part-00000.parquet")
+    exported = np.stack([decode_png(row["bytes"]) for row in table.column("image").to_pylist()])
+    batch = generate_batch(*models, Request(tuple(range(10)), 30, 41))
+    assert np.array_equal(batch.images, exported)
+    assert batch.labels.tolist() == table.column("label").to_pylist()
+    assert batch.indices.tolist() == table.column("index").to_pylist()
+
+
+def test_min_confidence_keeps_only_confident_images_and_needs_a_judge(models):
+    generator, judge = models
+    batch = generate_batch(generator, judge, Request((2,), 40, 0, 0.999))
+    assert len(batch.images) == 40
+    assert (batch.judge_label == 2).all() and (batch.judge_confidence >= 0.999).all()
+    with pytest.raises(PipelineError, match="needs the judge"):
+        generate_batch(generator, None, Request((2,), 4, 0, 0.5))
+    unjudged = generate_batch(generator, None, Request((2,), 4, 0))
+    assert unjudged.judge_label is None and captions(unjudged) == ["asked 2"] * 4
+
+
+def test_zip_and_parquet_payloads_hold_the_shown_images(models):
+    batch = generate_batch(*models, Request(tuple(range(10)), 12, 9))
+    payload = zip_of_pngs(batch)
+    assert payload == zip_of_pngs(batch)  # deterministic bytes
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        names = archive.namelist()
+        assert names[:3] == ["0/000000.png", "1/000000.png", "2/000000.png"] and names[10] == "0/000001.png"
+        assert np.array_equal(np.stack([decode_png(archive.read(n)) for n in names]), batch.images)
+    table = pq.read_table(io.BytesIO(parquet_bytes(batch)))
+    assert table.schema.equals(export_schema(curated=False), check_metadata=True)
+    assert np.array_equal(np.stack([decode_png(r["bytes"]) for r in table.column("image").to_pylist()]), batch.images)
+    assert table.column("seed").to_pylist() == [9] * 12
+    curated = generate_batch(*models, Request((4,), 5, 1, 0.5))
+    table = pq.read_table(io.BytesIO(parquet_bytes(curated)))
+    assert table.schema.equals(export_schema(curated=True), check_metadata=True)
+    assert table.column("judge_label").to_pylist() == [4] * 5
+
+
+def test_grid_html_has_one_inline_png_per_image_with_its_caption(models):
+    batch = generate_batch(*models, Request(tuple(range(10)), 20, 2))
+    page = grid_html(batch)
+    assert page.count("<img ") == 20 and page.count("data:image/png;base64,") == 20
+    for caption in captions(batch):
+        assert caption in page
+
+
+# --- the Streamlit script (AppTest)
+
+
+@pytest.fixture
+def app(monkeypatch):
+    """A fresh AppTest session of pipeline/app.py, run from the project root with an empty model cache."""
+    import streamlit as st
+
+    monkeypatch.chdir(REPO)
+    st.cache_resource.clear()
+    return AppTest.from_file(APP, default_timeout=120)
+
+
+@pytest.fixture
+def media(monkeypatch):
+    """The bytes behind each media URL the app registers (download buttons), keyed by file id."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    stored = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def recording(self, path_or_data, mimetype, kind, filename=None):
+        file_id = original(self, path_or_data, mimetype, kind, filename)
+        stored[file_id] = path_or_data
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+    return stored
+
+
+def _summary(at) -> str:
+    return next(m.value for m in at.markdown if "Seed used" in m.value)
+
+
+def _shown_images(at) -> list[np.ndarray]:
+    import base64
+
+    sources = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", at.html[0].value)
+    return [decode_png(base64.b64decode(s)) for s in sources]
+
+
+def test_widgets_generate_and_downloads(app, media, models):
+    at = app.run()
+    assert not at.exception and not at.error
+    assert at.selectbox[0].label == "Digit" and at.selectbox[0].options[0] == "all ten"
+    assert [w.label for w in at.number_input] == ["How many images", "Seed"]
+    assert (at.number_input[0].min, at.number_input[0].max) == (1, 100)
+    assert at.checkbox[0].label == "Random seed" and at.slider[0].max == 0.999
+    assert len(at.html) == 0  # nothing generated yet
+
+    at.selectbox[0].set_value(7)
+    at.number_input[0].set_value(16)
+    at.number_input[1].set_value(123)
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert "Seed used: 123" in _summary(at) and "16 images of digit 7" in _summary(at)
+    shown = _shown_images(at)
+    expected = generate_batch(*models, Request((7,), 16, 123))
+    assert np.array_equal(np.stack(shown), expected.images)
+    for caption in captions(expected):
+        assert caption in at.html[0].value
+    assert dict(at.query_params) == {"digit": "7", "count": "16", "seed": "123"}
+
+    payloads = {button.label: media[button.proto.url.rsplit("/", 1)[1].split(".")[0]] for button in at.download_button}
+    assert payloads["Download PNGs (ZIP)"] == zip_of_pngs(expected)
+    table = pq.read_table(io.BytesIO(payloads["Download Parquet"]))
+    assert table.num_rows == 16 and table.column("label").to_pylist() == [7] * 16
+    assert np.array_equal(np.stack([decode_png(r["bytes"]) for r in table.column("image").to_pylist()]), expected.images)
+
+    at.button[0].click().run()  # same seed again: the same images
+    assert np.array_equal(np.stack(_shown_images(at)), expected.images)
+
+
+def test_random_seed_is_shown_and_differs(app):
+    at = app.run()
+    at.checkbox[0].check().run()
+    at.button[0].click().run()
+    first = int(re.search(r"Seed used: (\d+)", _summary(at)).group(1))
+    images = _shown_images(at)
+    at.button[0].click().run()
+    second = int(re.search(r"Seed used: (\d+)", _summary(at)).group(1))
+    assert first != second  # two draws from 2^31 seeds
+    assert any((a != b).any() for a, b in zip(images, _shown_images(at)))
+
+
+def test_minimum_confidence_from_the_page(app):
+    at = app.run()
+    at.selectbox[0].set_value(2)
+    at.slider[0].set_value(0.99)
+    at.number_input[0].set_value(30)
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert "judge confidence ≥ 0.990" in _summary(at)
+    assert len(_shown_images(at)) == 30 and at.html[0].value.count("judge 2 · ") == 30
+
+
+def test_generator_is_loaded_once_per_server_process(app, monkeypatch, tmp_path):
+    import pipeline.gan
+
+    calls = []
+    original = pipeline.gan.load_generator
+    monkeypatch.setattr(pipeline.gan, "load_generator", lambda *a, **k: calls.append(a) or original(*a, **k))
+    at = app.run()
+    at.button[0].click().run()
+    at.button[0].click().run()
+    AppTest.from_file(APP, default_timeout=120).run().button[0].click().run()  # a second browser session
+    assert len(calls) == 1
+    retrained = tmp_path / "generator.pt"  # a new file, then the same file rewritten: each loads once
+    shutil.copy(REPO / "models" / "generator.pt", retrained)
+    at.sidebar.text_input[0].set_value(str(retrained)).run()
+    at.button[0].click().run()
+    assert len(calls) == 2
+    os.utime(retrained, ns=(retrained.stat().st_atime_ns, retrained.stat().st_mtime_ns + 10**9))
+    at.button[0].click().run()
+    assert len(calls) == 3 and not at.exception
+
+
+def test_missing_generator_and_bad_query_give_a_message_not_a_traceback(app, tmp_path):
+    at = app.run()
+    at.sidebar.text_input[0].set_value(str(tmp_path / "nope.pt")).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "No trained generator found at" in at.error[0].value
+    assert len(at.button) == 0  # nothing to press without a generator
+
+    wrong_kind = AppTest.from_file(APP, default_timeout=120).run()
+    wrong_kind.sidebar.text_input[0].set_value("models/classifier.pt").run()
+    assert not wrong_kind.exception and "not a generator checkpoint" in wrong_kind.error[0].value
+
+    bad = AppTest.from_file(APP, default_timeout=120)
+    bad.query_params.update({"count": "500"})
+    bad.run()
+    assert not bad.exception
+    assert "number of images must be in 1..100, got 500" in bad.error[0].value
+    assert bad.number_input[0].value == 50  # started from the defaults
+
+
+def test_without_a_judge_the_page_says_so(app, tmp_path):
+    at = app.run()
+    at.sidebar.text_input[1].set_value(str(tmp_path / "no-judge.pt")).run()
+    assert "No judge found" in at.warning[0].value and at.slider[0].disabled
+    at.number_input[0].set_value(10)
+    at.button[0].click().run()
+    assert not at.exception and at.html[0].value.count("asked ") == 10
+
+
+# --- the real page in headless Chromium
+
+
+def test_page_in_headless_chromium(tmp_path):
+    """Serve the app on localhost, click Generate in headless Chromium, check that the images rendered."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Chromium: .ci/run installs Debian's chromium and chromium-driver")
+        pytest.skip("Debian's chromium and chromium-driver are not installed")
+    pytest.importorskip("selenium")
+    from pipeline.browser import check_app
+
+    result = check_app(REPO, tmp_path / "app.png", count=20, seed=4)
+    assert result["images_rendered"] == 20 and result["seeds"] == [4]
+    assert (tmp_path / "app.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
