@@ -80,6 +80,28 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class StudyParams:
+    """The augmentation study (pipeline.augmentation): budgets x conditions x seeds."""
+
+    budgets: list[int]  # real train images per class; 0 = the whole train split
+    seeds: list[int]  # one cell per (budget, seed): the seed draws the subset, the generator and the classifiers
+    val_size: int  # validation images that make the picks (of the held-out split)
+    classifier_width: int
+    classifier_steps: int  # optimisation steps of every classifier, in every condition
+    batch_size: int
+    lr: float  # peak learning rate of the one-cycle schedule (AdamW)
+    gan_steps: int  # optimisation steps of each budget-matched cGAN (the train_cgan recipe otherwise)
+    gan_g_width: int
+    gan_d_width: int
+    gan_lr_g: float
+    gan_lr_d: float
+    gan_diffaugment: str  # DiffAugment policy of the budget-matched cGANs (Zhao et al. 2020); "" = off
+    aug_strengths: list[float]  # classical augmentation candidates (picked on validation)
+    synthetic_ratios: list[int]  # synthetic:real candidates per class (picked on validation)
+    max_synthetic_per_class: int
+
+
+@dataclass(frozen=True)
 class Params:
     prepare: PrepareParams
     train_classifier: ClassifierParams
@@ -87,6 +109,7 @@ class Params:
     train_cgan: CGANParams
     generate: GenerateParams
     evaluate: EvaluateParams
+    augmentation_study: StudyParams
 
 
 def _build(cls: type, raw: Any, section: str) -> Any:
@@ -102,7 +125,12 @@ def _build(cls: type, raw: Any, section: str) -> Any:
     for field in dataclasses.fields(cls):
         value, wanted = raw[field.name], _TYPES.get(str(field.type))
         # bool is an int in Python, but `epochs: true` is a typo, not 1; an int is a fine float.
-        if wanted and (isinstance(value, bool) != (wanted is bool) or not isinstance(value, wanted)):
+        if str(field.type).startswith("list["):
+            item = _TYPES[str(field.type)[5:-1]]
+            if not isinstance(value, list) or not value or not all(
+                    isinstance(v, item) and not isinstance(v, bool) for v in value):
+                raise ParamsError(f"params {section}.{field.name} must be a non-empty {field.type}, got {value!r}")
+        elif wanted and (isinstance(value, bool) != (wanted is bool) or not isinstance(value, wanted)):
             raise ParamsError(f"params {section}.{field.name} must be {field.type}, got {value!r}")
     return cls(**raw)
 

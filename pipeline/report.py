@@ -106,9 +106,53 @@ def evaluator_line(quality: dict) -> str:
                   "which therefore did not evaluate it.")
 
 
+STUDY_COLUMNS = ("real", "real_classical", "real_synthetic", "real_synthetic_classical", "synthetic",
+                 "real_synthetic_fullgen", "synthetic_fullgen")
+STUDY_GAINS = ("synthetic_over_real", "classical_over_real", "synthetic_over_classical", "synthetic_beyond_classical",
+               "fullgen_synthetic_over_real")
+
+
+def render_study(study: dict | None, figures: str) -> str:
+    """The augmentation study's section: test accuracy per budget and condition (mean and 95 % CI over
+    seeds), the paired gains, the verdicts and the plot; a placeholder line without a study."""
+    if not study:
+        return "(no augmentation study in reports/metrics/augmentation_study.json)"
+    budgets = study["budgets"]
+    n = len(study["seeds"])
+    ci = lambda c: f"{100 * c['mean']:.2f} [{100 * c['ci_low']:.2f}, {100 * c['ci_high']:.2f}]"  # noqa: E731
+    gain = lambda c: f"{100 * c['mean']:+.2f} [{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}]"  # noqa: E731
+    accuracy_rows = "\n".join(f"| {b} | " + " | ".join(ci(e["test_accuracy"][k]) for k in STUDY_COLUMNS) + " |"
+                               for b, e in budgets.items())
+    gain_rows = "\n".join(f"| {b} | " + " | ".join(gain(e["gains"][k]) for k in STUDY_GAINS) + " |"
+                           for b, e in budgets.items())
+    verdicts = "\n".join(f"- {e['verdict']}." for e in budgets.values())
+    return f"""Real labeled images per class b are drawn from MNIST train (never validation or test), one subset per
+seed; the budget-matched cGAN is trained on that subset only. Every classifier has the same architecture,
+recipe and number of steps; validation picks the classical-augmentation strength and the synthetic:real
+ratio in each cell; each final classifier is scored once on the real test set. Mean test accuracy (%) and
+95 % Student-t interval over {n} seeds; "G saw all 60k" = the pipeline's generator, trained on every
+train image (leakage: it has seen far more real data than b).
+
+| b | real only | + classical | + synthetic | + synthetic + classical | synthetic only (TSTR) | + synthetic, G saw all 60k | TSTR, G saw all 60k |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+{accuracy_rows}
+
+Paired gains (same seed; points, 95 % interval of the per-seed differences):
+
+| b | + synthetic vs real only | + classical vs real only | + synthetic vs + classical | + synthetic + classical vs + classical | + synthetic (G saw all 60k) vs real only |
+| --- | --- | --- | --- | --- | --- |
+{gain_rows}
+
+{verdicts}
+
+![augmentation study]({figures}/augmentation_study.png)
+
+Cells took {study['cell_wall_seconds'] / 60:.1f} min in all (`python -m pipeline.study_cell`, one DVC stage per cell)."""
+
+
 def render(classifier: dict, cgan: dict, quality: dict, augmentation: dict, figures: str,
            ablation: list[dict] | None = None, generator_info: dict | None = None,
-           cgan_params: dict | None = None) -> str:
+           cgan_params: dict | None = None, study: dict | None = None) -> str:
     """The Markdown report (GitHub-flavoured), figure links relative to ``reports/``."""
     digits = [str(d) for d in range(10)]
     per_class = "\n".join(
@@ -198,6 +242,10 @@ of optimisation steps ({augmentation['optimisation_steps']}); real only is the j
 and seed). Each keeps its best epoch on real validation. One seed cannot separate a gain of a few
 tenths of a point from noise.
 
+## Augmentation study: budgets x conditions x seeds
+
+{render_study(study, figures)}
+
 ## Per digit
 
 Judge accuracy on real test digits; class-conditional accuracy on synthetic digits; diversity =
@@ -240,7 +288,8 @@ def main(metrics_dir, live_dir, checkpoint, figures, params_path, ablation_dir, 
         ablation = [read_json(p) for p in sorted(Path(ablation_dir).glob("*.json"))]
         text = render(*(read_json(metrics / f"{n}.json") for n in ("classifier", "cgan", "quality", "augmentation")),
                       figures=os.path.relpath(figures_path, Path(out).parent), ablation=ablation,
-                      generator_info=generator_info, cgan_params=asdict(load_params(params_path).train_cgan))
+                      generator_info=generator_info, cgan_params=asdict(load_params(params_path).train_cgan),
+                      study=read_json(metrics / "augmentation_study.json"))
         with atomic_path(out) as tmp:
             tmp.write_text(text)
         log.info("wrote %s", out)

@@ -21,6 +21,9 @@ TINY = {
     "train_cgan": {"g_width": 16, "d_width": 8, "epochs": 2, "batch_size": 64, "max_train_images": 400},
     "generate": {"per_class": 30},
     "evaluate": {"fid_samples": 200, "diversity_per_class": 20, "synthetic_train_size": 300},
+    "augmentation_study": {"budgets": [5, 0], "seeds": [0, 1], "val_size": 50, "classifier_width": 4,
+                           "classifier_steps": 5, "batch_size": 16, "gan_steps": 3, "gan_g_width": 8, "gan_d_width": 8,
+                           "max_synthetic_per_class": 20},
 }
 
 
@@ -68,7 +71,14 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
     assert np.bincount(labels).tolist() == [30] * 10
     assert quality["evaluation_classifier"]["role"] == "judge" and quality["curation"] is None
     assert json.loads((project / "reports/metrics/referee.json").read_text())["seed"] == params["train_referee"]["seed"]
+    study = json.loads((project / "reports/metrics/augmentation_study.json").read_text())
+    assert set(study["budgets"]) == {"5", "all"} and study["seeds"] == [0, 1]
+    assert study["budgets"]["5"]["test_accuracy"]["real_synthetic"]["n"] == 2
+    assert sorted(p.name for p in (project / "reports/study/cells").iterdir()) == [
+        "b0-s0.json", "b0-s1.json", "b5-s0.json", "b5-s1.json"]
+    assert (project / "reports/figures/augmentation_study.png").stat().st_size > 0
     report = (project / "reports/report.md").read_text()
+    assert "## Augmentation study" in report and "beyond classical augmentation at b = 5" in report
     assert report.count("|") > 20 and "## Ablation" in report and "coverage" in report
     assert "computed with the judge" in report and "not curated" in report
     for figure in ("samples.png", "training_curves.png", "cgan_epochs/epoch_002.png"):
