@@ -35,7 +35,7 @@ from tqdm import tqdm
 from pipeline.data import Splits, to_tensor, to_uint8
 from pipeline.gan import sample, train_cgan
 from pipeline.models import NUM_CLASSES, Classifier, ClassifierConfig, Generator
-from pipeline.params import CGANParams, StudyParams
+from pipeline.params import CGANParams, ClassifierParams, StudyParams
 from pipeline.training import accuracy
 from pipeline.utils import PipelineError
 
@@ -98,21 +98,24 @@ def classical_augmentation(strength: float) -> Callable[[torch.Tensor], torch.Te
     return lambda images: torch.cat([transform(group) for group in images.split(AUGMENT_GROUP)])
 
 
-def fit_classifier(images: torch.Tensor, labels: torch.Tensor, params: StudyParams, seed: int,
-                   augment: Callable[[torch.Tensor], torch.Tensor] | None = None, desc: str = "classifier") -> Classifier:
-    """Train a :class:`Classifier` (width ``params.classifier_width``) for exactly ``params.classifier_steps``
-    AdamW steps with a one-cycle schedule, batches of ``params.batch_size`` drawn uniformly with replacement.
+def fit_classifier(images: torch.Tensor, labels: torch.Tensor, params: StudyParams, recipe: ClassifierParams,
+                   seed: int, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   desc: str = "classifier") -> Classifier:
+    """Train a :class:`Classifier` (width ``params.classifier_width``, the judge's dropout) for exactly
+    ``params.classifier_steps`` AdamW steps (the judge's weight decay) with a one-cycle schedule, batches of
+    ``params.batch_size`` drawn uniformly with replacement.
 
     Args:
         images: ``(N, 1, 28, 28) float32`` in [-1, 1]; ``labels``: ``(N,) int64``.
+        recipe: the judge's params (``train_classifier``): dropout and weight decay.
         seed: weights, batch draws, dropout and augmentation randomness.
     Returns:
         The classifier after the last step, in eval mode (no selection on any data).
     """
     torch.manual_seed(seed)
     draws = torch.Generator().manual_seed(seed)
-    model = Classifier(ClassifierConfig(width=params.classifier_width, dropout=0.25))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=1e-4)
+    model = Classifier(ClassifierConfig(width=params.classifier_width, dropout=recipe.dropout))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=params.lr, total_steps=params.classifier_steps)
     model.train()
     bar = tqdm(range(params.classifier_steps), desc=desc, leave=False, mininterval=1.0)
@@ -164,13 +167,14 @@ class CellResult:
     picks: dict[str, float]
 
 
-def run_cell(splits: Splits, subset: np.ndarray, fullgen: Generator, cgan: CGANParams, params: StudyParams,
-             seed: int, budget_generator: Generator | None = None) -> CellResult:
+def run_cell(splits: Splits, subset: np.ndarray, fullgen: Generator, cgan: CGANParams, recipe: ClassifierParams,
+             params: StudyParams, seed: int, budget_generator: Generator | None = None) -> CellResult:
     """Train every condition of one cell and score it: candidates on validation, finals once on test.
 
     Args:
         subset: indices into ``splits.train_*`` from :func:`draw_subset`; nothing else of train is read.
         fullgen: the pipeline's generator (trained on the whole train split).
+        cgan, recipe: the ``train_cgan`` and ``train_classifier`` params the study's recipes start from.
         budget_generator: the budget-matched generator; default: trained here with
             :func:`train_budget_generator` on the subset only.
     """
@@ -184,7 +188,8 @@ def run_cell(splits: Splits, subset: np.ndarray, fullgen: Generator, cgan: CGANP
     validation, finals, picks = {}, {}, {}
 
     def fit(name: str, x, y, strength: float = 0.0) -> Classifier:
-        model = fit_classifier(x, y, params, seed, classical_augmentation(strength), desc=f"b{per_class} s{seed} {name}")
+        model = fit_classifier(x, y, params, recipe, seed, classical_augmentation(strength),
+                               desc=f"b{per_class} s{seed} {name}")
         validation[name] = accuracy(model, val_x, val_y)
         return model
 

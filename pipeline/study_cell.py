@@ -47,7 +47,8 @@ def main(budget, seed, params_path, data, fullgen, out, threads) -> None:
         subset = draw_subset(splits.train_labels, budget, seed)
         if budget and len(subset) != 10 * budget:
             raise PipelineError(f"drew {len(subset)} images for budget {budget}")
-        result = run_cell(splits, subset, generator, params.train_cgan, params.augmentation_study, seed)
+        result = run_cell(splits, subset, generator, params.train_cgan, params.train_classifier,
+                          params.augmentation_study, seed)
         write_json(out, {
             "budget": budget, "seed": seed, "subset_size": len(subset),
             "subset_sha256": subset_sha256(splits.train_images[subset]),

@@ -60,7 +60,7 @@ def test_subsets_come_from_train_only_with_exact_counts():
         draw_subset(splits.train_labels, 41, seed=0)
 
 
-def test_budget_matched_generator_and_real_data_come_only_from_the_subset(tiny, monkeypatch):
+def test_budget_matched_generator_and_real_data_come_only_from_the_subset(tiny, params, monkeypatch):
     cgan, study = tiny
     splits = _splits()
     subset = draw_subset(splits.train_labels, 5, seed=1)
@@ -73,13 +73,13 @@ def test_budget_matched_generator_and_real_data_come_only_from_the_subset(tiny, 
         seen_by_gan.append(_rows(images))
         return real_train_gan(recipe, images, labels, device)
 
-    def spy_fit(images, labels, params, seed, augment=None, desc=""):
+    def spy_fit(images, labels, params, recipe, seed, augment=None, desc=""):
         seen_by_classifiers.append((desc, _rows(images)))
-        return real_fit(images, labels, params, seed, augment, desc)
+        return real_fit(images, labels, params, recipe, seed, augment, desc)
 
     monkeypatch.setattr(augmentation, "train_cgan", spy_gan)
     monkeypatch.setattr(augmentation, "fit_classifier", spy_fit)
-    result = run_cell(splits, subset, _fullgen(cgan.z_dim), cgan, study, seed=1)
+    result = run_cell(splits, subset, _fullgen(cgan.z_dim), cgan, params.train_classifier, study, seed=1)
     assert len(seen_by_gan) == 1 and seen_by_gan[0] == allowed  # 7 steps x 8 >= 50: every subset image, nothing else
     real_of = {desc.split()[-1]: rows & _rows(splits.train_images) for desc, rows in seen_by_classifiers}
     assert real_of["real"] == allowed and all(rows <= allowed for rows in real_of.values())

@@ -52,6 +52,9 @@ def test_missing_section_and_bad_file(tmp_path):
     ("train_cgan", "epochs", "abc", "train_cgan.epochs must be int, got 'abc'"),
     ("train_cgan", "epochs", True, "train_cgan.epochs must be int, got True"),
     ("train_cgan", "minibatch_std", 1, "train_cgan.minibatch_std must be bool"),
+    ("augmentation_study", "budgets", 10, "augmentation_study.budgets must be a non-empty list[int], got 10"),
+    ("augmentation_study", "seeds", [], "augmentation_study.seeds must be a non-empty list[int]"),
+    ("augmentation_study", "aug_strengths", [0.5, "x"], "augmentation_study.aug_strengths must be a non-empty list[float]"),
     ("generate", "min_confidence", "high", "generate.min_confidence must be float"),
 ])
 def test_wrong_value_types_fail_with_the_key_named(section, key, value, fragment):
