@@ -33,7 +33,8 @@ def load_models(checkpoint: str, judge: str, stamp: tuple):
     # One full-size request at load time, so the first press pays no first-call costs (allocator, kernels,
     # the Parquet writer): measured 1.07 s for the first 100 images without it, ~0.5 s for later ones.
     warm_up = generate_batch(generator, classifier, Request(tuple(range(10)), MAX_IMAGES, 0))
-    zip_of_pngs(warm_up), parquet_bytes(warm_up), grid_html(warm_up)
+    # Assigned, not a bare expression: Streamlit's "magic" would write a bare tuple onto the page.
+    _ = (zip_of_pngs(warm_up), parquet_bytes(warm_up), grid_html(warm_up))
     return generator, ckpt, classifier
 
 

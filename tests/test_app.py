@@ -168,6 +168,22 @@ def _shown_images(at) -> list[np.ndarray]:
     return [decode_png(base64.b64decode(s)) for s in sources]
 
 
+def _page_elements(node) -> list:
+    children = getattr(node, "children", None) or {}
+    out = []
+    for child in (children.values() if isinstance(children, dict) else children):
+        out += [child, *_page_elements(child)]
+    return out
+
+
+def test_page_shows_only_the_title_and_the_controls(app):
+    """Nothing stray on the page (a bare expression in the script would be written by Streamlit's magic)."""
+    at = app.run()
+    kinds = [e.type for e in _page_elements(at.main)]
+    assert [k for k in kinds if k not in ("flex_container", "column")] == [
+        "title", "selectbox", "number_input", "checkbox", "number_input", "slider", "button"]
+
+
 def test_widgets_generate_and_downloads(app, media, models):
     at = app.run()
     assert not at.exception and not at.error
@@ -186,6 +202,7 @@ def test_widgets_generate_and_downloads(app, media, models):
     shown = _shown_images(at)
     expected = generate_batch(*models, Request((7,), 16, 123))
     assert np.array_equal(np.stack(shown), expected.images)
+    assert [m.value for m in at.markdown] == [_summary(at)]  # the summary line and nothing else
     for caption in captions(expected):
         assert caption in at.html[0].value
     assert dict(at.query_params) == {"digit": "7", "count": "16", "seed": "123"}
