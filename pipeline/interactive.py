@@ -17,6 +17,7 @@ import math
 import secrets
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Mapping
 
 import numpy as np
@@ -85,6 +86,11 @@ class Batch:
     indices: np.ndarray
     judge_label: np.ndarray | None
     judge_confidence: np.ndarray | None
+
+    @cached_property
+    def pngs(self) -> list[bytes]:
+        """Each image as PNG bytes (:func:`pipeline.export.encode_pngs`), encoded once for the grid and the ZIP."""
+        return encode_pngs(self.images)
 
 
 #: What a page opened without query parameters shows.
@@ -156,7 +162,7 @@ def zip_of_pngs(batch: Batch) -> bytes:
     folder layout); the same batch always gives the same bytes."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # PNGs are already deflated
-        for png, label, index in zip(encode_pngs(batch.images), batch.labels.tolist(), batch.indices.tolist()):
+        for png, label, index in zip(batch.pngs, batch.labels.tolist(), batch.indices.tolist()):
             archive.writestr(zipfile.ZipInfo(image_path(label, index), date_time=_ZIP_DATE), png)
     return buffer.getvalue()
 
@@ -193,7 +199,7 @@ def grid_html(batch: Batch, zoom: int = ZOOM) -> str:
     """
     size = 28 * zoom
     cells = []
-    for png, caption, label, index in zip(encode_pngs(batch.images), captions(batch), batch.labels.tolist(),
+    for png, caption, label, index in zip(batch.pngs, captions(batch), batch.labels.tolist(),
                                           batch.indices.tolist()):
         source = base64.b64encode(png).decode("ascii")
         cells.append(f'<figure class="digit"><img src="data:image/png;base64,{source}" width="{size}" height="{size}" '
