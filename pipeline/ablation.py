@@ -35,7 +35,8 @@ log = logging.getLogger("pipeline.ablation")
 PER_CLASS = 500  # samples per digit for the per-epoch metrics (5,000 vs the 5,000 validation images)
 TSTR_PROXY_IMAGES = 20000
 TSTR_PROXY = ClassifierParams(seed=1, width=16, dropout=0.25, epochs=1, batch_size=128, lr=0.005,
-                              weight_decay=1e-4, aug_degrees=0.0, aug_translate=0.0, aug_scale=0.0)
+                              weight_decay=1e-4, aug_degrees=0.0, aug_translate=0.0, aug_scale=0.0,
+                              autocast="")
 TSTR_PROXY_STEPS = 300
 
 

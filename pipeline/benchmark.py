@@ -146,6 +146,7 @@ def main(params_path, data, checkpoint, classifier, out, train_steps, forward_im
             pass
         result["cgan_train_images_per_second"] = round(train_steps * params.batch_size / (marks["end"] - marks["start"]), 1)
         result["cgan_train_batch_size"] = params.batch_size
+        result["cgan_train_autocast"] = params.autocast or "float32"
         log.info("cGAN training: %.0f images/s", result["cgan_train_images_per_second"])
         if not quick:
             result["time_to_target"] = time_to_target(params, images, labels, load_classifier(classifier, dev),

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from pipeline.models import NUM_CLASSES, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, model_checkpoint
 from pipeline.params import CGANParams
-from pipeline.utils import PipelineError, atomic_path, save_checkpoint
+from pipeline.utils import PipelineError, atomic_path, autocast, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -208,23 +208,25 @@ def train_cgan(
             idx = order[i * params.batch_size : (i + 1) * params.batch_size]
             real_images, labels = train_images[idx].to(device), train_labels[idx].to(device)  # (B, 1, 28, 28)
             z = torch.randn(len(idx), params.z_dim, generator=rng).to(device)
-            fake_images = generator(z, labels)
+            with autocast(device, params.autocast):
+                fake_images = generator(z, labels)
 
-            # --- train discriminator
-            real_logit, real_class = discriminator(augment(real_images), labels)
-            fake_logit, _ = discriminator(augment(fake_images.detach()), labels)
-            d_loss = F.relu(1 - real_logit).mean() + F.relu(1 + fake_logit).mean()
-            if params.aux_weight > 0:
-                d_loss = d_loss + params.aux_weight * F.cross_entropy(real_class, labels)
+                # --- train discriminator
+                real_logit, real_class = discriminator(augment(real_images), labels)
+                fake_logit, _ = discriminator(augment(fake_images.detach()), labels)
+                d_loss = F.relu(1 - real_logit).mean() + F.relu(1 + fake_logit).mean()
+                if params.aux_weight > 0:
+                    d_loss = d_loss + params.aux_weight * F.cross_entropy(real_class, labels)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
 
             # --- train generator
-            fake_logit_g, fake_class = discriminator(augment(fake_images), labels)
-            g_loss = -fake_logit_g.mean()
-            if params.aux_weight > 0:
-                g_loss = g_loss + params.aux_weight * F.cross_entropy(fake_class, labels)
+            with autocast(device, params.autocast):
+                fake_logit_g, fake_class = discriminator(augment(fake_images), labels)
+                g_loss = -fake_logit_g.mean()
+                if params.aux_weight > 0:
+                    g_loss = g_loss + params.aux_weight * F.cross_entropy(fake_class, labels)
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()

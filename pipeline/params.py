@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.utils import PipelineError
+from pipeline.utils import AUTOCAST_DTYPES, PipelineError
 
 
 class ParamsError(PipelineError, ValueError):
@@ -40,7 +40,7 @@ class ClassifierParams:
     aug_degrees: float  # per-image random rotation range of the training images (0 = off)
     aug_translate: float  # random shift, fraction of the image size
     aug_scale: float  # random zoom range around 1
-
+    autocast: str  # "" = float32; "bfloat16" = mixed-precision training (torch.autocast)
 
 @dataclass(frozen=True)
 class CGANParams:
@@ -60,7 +60,7 @@ class CGANParams:
     d_head_conv: bool  # D's extra 3x3 conv at 7x7 (about half of D's FLOPs)
     diffaugment: str  # DiffAugment policy on every D input (Zhao et al. 2020): "", "translation", "translation,cutout"
     max_train_images: int  # 0 = all train images; >0 caps them (tests)
-
+    autocast: str  # "" = float32; "bfloat16" = mixed-precision training (torch.autocast)
 
 @dataclass(frozen=True)
 class GenerateParams:
@@ -132,9 +132,12 @@ def _build(cls: type, raw: Any, section: str) -> Any:
                 raise ParamsError(f"params {section}.{field.name} must be a non-empty {field.type}, got {value!r}")
         elif wanted and (isinstance(value, bool) != (wanted is bool) or not isinstance(value, wanted)):
             raise ParamsError(f"params {section}.{field.name} must be {field.type}, got {value!r}")
+        if field.name in _CHOICES and value not in _CHOICES[field.name]:
+            raise ParamsError(f"params {section}.{field.name} must be one of {sorted(_CHOICES[field.name])}, got {value!r}")
     return cls(**raw)
 
 
+_CHOICES = {"autocast": AUTOCAST_DTYPES}
 _TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
 
 

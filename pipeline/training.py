@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from pipeline.models import Classifier, ClassifierConfig, model_checkpoint
 from pipeline.params import ClassifierParams
-from pipeline.utils import PipelineError
+from pipeline.utils import PipelineError, autocast
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ def train_classifier(
             images, labels = train_images[idx], train_labels[idx].to(device)
             images = random_affine(images, generator, params.aug_degrees, params.aug_translate, params.aug_scale)
             images = images.to(device)
-            loss = F.cross_entropy(model(images), labels)
+            with autocast(device, params.autocast):
+                loss = F.cross_entropy(model(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -47,6 +47,27 @@ def get_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+AUTOCAST_DTYPES = {"": None, "bfloat16": torch.bfloat16}
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed-precision context for a training step (``torch.autocast``, PyTorch AMP documentation).
+
+    ``precision`` is ``""`` (float32 throughout: a no-op context) or ``"bfloat16"``: convolutions and
+    matrix products run in bfloat16 while weights, batch-norm statistics, optimiser state and the losses
+    stay float32. On a CPU with AVX512-BF16 it ran the judge's training step 2.2x and the cGAN step 1.3x
+    faster (pipeline.benchmark). Inference (export, metrics) always runs in float32.
+
+    Raises:
+        PipelineError: an unknown ``precision``.
+    """
+    if precision not in AUTOCAST_DTYPES:
+        raise PipelineError(f"autocast must be one of {sorted(AUTOCAST_DTYPES)}, got {precision!r}")
+    if AUTOCAST_DTYPES[precision] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
+
+
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()

@@ -20,7 +20,7 @@ def test_generator_flops_match_the_layer_arithmetic(tiny_checkpoint):
 def test_benchmark_writes_throughputs_and_time_to_target(tiny_project, tiny_checkpoint):
     judge = tiny_project / "judge.pt"
     recipe = ClassifierParams(seed=0, width=4, dropout=0.0, epochs=1, batch_size=8, lr=0.01, weight_decay=0.0,
-                              aug_degrees=0.0, aug_translate=0.0, aug_scale=0.0)
+                              aug_degrees=0.0, aug_translate=0.0, aug_scale=0.0, autocast="")
     torch.save(classifier_checkpoint(Classifier(ClassifierConfig(width=4)), recipe, 0), judge)
     out = tiny_project / "benchmark.json"
     result = run_module("pipeline.benchmark", "--params", str(tiny_project / "params.yaml"),

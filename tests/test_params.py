@@ -56,6 +56,8 @@ def test_missing_section_and_bad_file(tmp_path):
     ("augmentation_study", "seeds", [], "augmentation_study.seeds must be a non-empty list[int]"),
     ("augmentation_study", "aug_strengths", [0.5, "x"], "augmentation_study.aug_strengths must be a non-empty list[float]"),
     ("generate", "min_confidence", "high", "generate.min_confidence must be float"),
+    ("train_cgan", "autocast", "float16", "train_cgan.autocast must be one of ['', 'bfloat16'], got 'float16'"),
+    ("train_classifier", "autocast", 16, "train_classifier.autocast must be str, got 16"),
 ])
 def test_wrong_value_types_fail_with_the_key_named(section, key, value, fragment):
     from tests.conftest import REPO

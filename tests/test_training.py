@@ -25,6 +25,32 @@ def test_cgan_trains_and_is_deterministic(params):
         assert torch.equal(g1(z, y), g2(z, y))
 
 
+@pytest.mark.parametrize("precision", ["", "bfloat16"])
+def test_mixed_precision_training_is_deterministic_and_keeps_float32_weights(params, precision):
+    images = torch.rand(32, 1, 28, 28) * 2 - 1
+    labels = torch.arange(32) % 10
+    recipe = dataclasses.replace(_tiny_cgan(params), autocast=precision)
+    g1, _ = train_cgan(recipe, images, labels, torch.device("cpu"))
+    g2, _ = train_cgan(recipe, images, labels, torch.device("cpu"))
+    assert all(t.dtype == torch.float32 for t in g1.parameters())
+    for name, tensor in g1.state_dict().items():
+        assert torch.equal(tensor, g2.state_dict()[name]), name
+    classifier = dataclasses.replace(params.train_classifier, width=4, epochs=1, batch_size=8, autocast=precision)
+    fits = [train_classifier(classifier, images, labels, images[:10], labels[:10], torch.device("cpu")) for _ in range(2)]
+    assert all(t.dtype == torch.float32 for t in fits[0].model.parameters())
+    for name, tensor in fits[0].model.state_dict().items():
+        assert torch.equal(tensor, fits[1].model.state_dict()[name]), name
+
+
+def test_bfloat16_changes_the_arithmetic(params):
+    """The param is not a no-op: bfloat16 products round differently from float32 ones."""
+    images = torch.rand(32, 1, 28, 28) * 2 - 1
+    labels = torch.arange(32) % 10
+    weights = [train_cgan(dataclasses.replace(_tiny_cgan(params), autocast=p), images, labels, torch.device("cpu"))[0]
+               for p in ("", "bfloat16")]
+    assert not torch.equal(weights[0].upsample[-2].weight, weights[1].upsample[-2].weight)
+
+
 def test_interrupted_cgan_training_resumes_to_the_same_bytes(params, tmp_path):
     images = torch.rand(32, 1, 28, 28) * 2 - 1
     labels = torch.arange(32) % 10
