@@ -29,7 +29,7 @@ from pipeline.metrics import class_conditional_accuracy, frechet_distance, preci
 from pipeline.models import NUM_CLASSES, Generator
 from pipeline.params import ClassifierParams, ParamsError, load_params
 from pipeline.training import load_classifier, predict, train_classifier
-from pipeline.utils import get_device, write_json
+from pipeline.utils import get_device, sha256_file, write_json
 
 log = logging.getLogger("pipeline.ablation")
 PER_CLASS = 500  # samples per digit for the per-epoch metrics (5,000 vs the 5,000 validation images)
@@ -110,7 +110,7 @@ def main(name, overrides, tstr_every, params_path, data, classifier, out_dir, th
         except TypeError as error:
             raise ParamsError(f"--set: {error}") from None
         splits = load_splits(data)
-        judge = load_classifier(classifier)
+        judge, judge_sha256 = load_classifier(classifier), sha256_file(classifier)
         val_images, val_labels = to_tensor(splits.val_images), torch.from_numpy(splits.val_labels)
         val_features = predict(judge, val_images)[1].numpy()
         rows, clock = [], {"train": 0.0, "last": time.perf_counter()}
@@ -125,6 +125,7 @@ def main(name, overrides, tstr_every, params_path, data, classifier, out_dir, th
                 "name": name, "overrides": changes, "params": asdict(params),
                 "threads": torch.get_num_threads(), "epochs": rows,
                 "measured_on": "validation split (5,000 held-out train images); judge = " + classifier,
+                "judge_sha256": judge_sha256,
             })
             clock["last"] = time.perf_counter()
 

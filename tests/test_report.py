@@ -21,3 +21,14 @@ def test_ablation_table_shows_difference_from_current_params_and_best_tstr_epoch
     assert rows[2].startswith("| slow_g | lr_g=0.0001 | 1 | 100 | 70.00 %")
     assert rows[3].startswith("| slow_g | lr_g=0.0001 | 2 | 200 | 80.00 %")
     assert render_ablation([], {}).startswith("_No ablation runs")
+
+
+def test_ablation_table_names_params_older_runs_predate_and_shows_the_default_epoch():
+    old = _run("old", 0.0002, [{"class_conditional_accuracy": 0.9}])  # made before `autocast` existed
+    new = _run("long", 0.0002, [{"class_conditional_accuracy": 0.5 + 0.1 * i} for i in range(4)])
+    new["params"]["autocast"] = "bfloat16"
+    table = render_ablation([old, new], current={"lr_g": 0.0002, "epochs": 2, "seed": 2, "autocast": "bfloat16"})
+    rows = table.splitlines()[2:]
+    assert rows[0].startswith("| long | (none: the default) | 2 | 200 | 60.00 %")  # where the default stops
+    assert rows[1].startswith("| long | (none: the default) | 4 | 400 | 80.00 %")  # its last epoch
+    assert rows[2].startswith("| old | autocast='' | 1 | 100 | 90.00 %")  # float32, before the param
