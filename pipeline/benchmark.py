@@ -2,6 +2,7 @@
 
 Measures, with the params.yaml defaults:
   * cGAN training images/s (one D step + one G step per batch, after warm-up);
+  * cGAN and judge training images/s in float32 and in bfloat16 (the ``autocast`` param);
   * the generator's pure forward pass G(z, y) in images/s (batches of ``--batch-size``, inference
     mode) and its FLOPs per image (``torch.utils.flop_counter``);
   * unless ``--quick``: the training time from scratch until the class-conditional accuracy of
@@ -37,8 +38,8 @@ from pipeline.data import load_splits, to_tensor
 from pipeline.gan import generator_flops_per_image, load_generator, train_cgan
 from pipeline.metrics import class_conditional_accuracy
 from pipeline.models import NUM_CLASSES, Generator
-from pipeline.params import load_params
-from pipeline.training import load_classifier
+from pipeline.params import CGANParams, ClassifierParams, load_params
+from pipeline.training import load_classifier, train_classifier
 from pipeline.utils import PipelineError, get_device, write_json
 
 log = logging.getLogger("pipeline.benchmark")
@@ -126,33 +127,65 @@ def main(params_path, data, checkpoint, classifier, out, train_steps, forward_im
 
         splits = load_splits(data)
         images, labels = to_tensor(splits.train_images), torch.from_numpy(splits.train_labels)
-        warmup = 10
-        timed = dataclasses.replace(params, epochs=1, max_train_images=0)
-        n = (warmup + train_steps) * params.batch_size
-        marks = {}
-
-        def mark(step: int, _generator: Generator) -> None:
-            if step == warmup:
-                _sync(dev)
-                marks["start"] = time.perf_counter()
-            if step == warmup + train_steps:
-                _sync(dev)
-                marks["end"] = time.perf_counter()
-                raise _TargetReached
-
-        try:
-            train_cgan(timed, images[:n], labels[:n], dev, on_step=mark)
-        except _TargetReached:
-            pass
-        result["cgan_train_images_per_second"] = round(train_steps * params.batch_size / (marks["end"] - marks["start"]), 1)
+        result["cgan_train_images_per_second"] = round(cgan_train_throughput(params, images, labels, dev, train_steps), 1)
         result["cgan_train_batch_size"] = params.batch_size
         result["cgan_train_autocast"] = params.autocast or "float32"
         log.info("cGAN training: %.0f images/s", result["cgan_train_images_per_second"])
+        result["autocast_comparison"] = autocast_comparison(params, load_params(params_path).train_classifier,
+                                                            images, labels, dev, train_steps)
         if not quick:
             result["time_to_target"] = time_to_target(params, images, labels, load_classifier(classifier, dev),
                                                       dev, target, check_every, max_minutes)
         write_json(out, result)
         log.info("wrote %s", out)
+
+
+def cgan_train_throughput(params: CGANParams, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
+                          steps: int, warmup: int = 10) -> float:
+    """Images/s of ``steps`` cGAN training steps (one D and one G update per batch) after ``warmup`` steps."""
+    n = (warmup + steps) * params.batch_size
+    marks = {}
+
+    def mark(step: int, _generator: Generator) -> None:
+        if step in (warmup, warmup + steps):
+            _sync(device)
+            marks[step] = time.perf_counter()
+        if step == warmup + steps:
+            raise _TargetReached
+
+    try:
+        train_cgan(dataclasses.replace(params, epochs=1, max_train_images=0), images[:n], labels[:n], device, on_step=mark)
+    except _TargetReached:
+        pass
+    return steps * params.batch_size / (marks[warmup + steps] - marks[warmup])
+
+
+def classifier_train_throughput(recipe: ClassifierParams, images: torch.Tensor, labels: torch.Tensor,
+                                device: torch.device, steps: int) -> float:
+    """Images/s of ``steps`` training steps of the judge's recipe (after a 10-step warm-up run); the
+    time includes one validation pass over 100 images."""
+    train_classifier(recipe, images, labels, images[:100], labels[:100], device, total_steps=10, desc="warm-up")
+    _sync(device)
+    start = time.perf_counter()
+    train_classifier(recipe, images, labels, images[:100], labels[:100], device, total_steps=steps, desc="timed")
+    _sync(device)
+    return steps * recipe.batch_size / (time.perf_counter() - start)
+
+
+def autocast_comparison(cgan: CGANParams, judge: ClassifierParams, images: torch.Tensor, labels: torch.Tensor,
+                        device: torch.device, steps: int) -> dict:
+    """Training images/s of the cGAN and of the judge's recipe in float32 and in bfloat16 (``autocast``
+    param, ``torch.autocast``), and their ratio: whether mixed precision pays on this machine."""
+    out = {}
+    for name, measure in (("cgan", lambda p: cgan_train_throughput(dataclasses.replace(cgan, autocast=p), images,
+                                                                   labels, device, steps)),
+                          ("judge", lambda p: classifier_train_throughput(dataclasses.replace(judge, autocast=p),
+                                                                          images, labels, device, steps))):
+        speeds = {label: round(measure(p), 1) for label, p in (("float32", ""), ("bfloat16", "bfloat16"))}
+        out[f"{name}_train_images_per_second"] = {**speeds, "ratio": round(speeds["bfloat16"] / speeds["float32"], 2)}
+        log.info("%s training: %.0f images/s float32, %.0f bfloat16 (%.2fx)", name, speeds["float32"],
+                 speeds["bfloat16"], speeds["bfloat16"] / speeds["float32"])
+    return out
 
 
 def export_benchmark(params_path: str, checkpoint: str, classifier: str, per_class: int, forward: float) -> dict:

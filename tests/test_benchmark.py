@@ -33,6 +33,10 @@ def test_benchmark_writes_throughputs_and_time_to_target(tiny_project, tiny_chec
     assert bench["generator_forward_images_per_second"] > 0 and bench["cgan_train_images_per_second"] > 0
     assert bench["generator_flops_per_image"] > 0 and bench["machine"]["device"] == "cpu"
     assert bench["time_to_target"]["reached"] and bench["time_to_target"]["steps"] == 3
+    for model in ("cgan", "judge"):
+        speeds = bench["autocast_comparison"][f"{model}_train_images_per_second"]
+        assert speeds["float32"] > 0 and speeds["bfloat16"] > 0
+        assert speeds["ratio"] == round(speeds["bfloat16"] / speeds["float32"], 2)
 
 
 def test_benchmark_rejects_bad_counts(tiny_checkpoint):
