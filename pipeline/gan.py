@@ -1,7 +1,8 @@
 """The class-conditional GAN: training loop, sampling and checkpoint loading.
 
 Loss: hinge loss (Lim & Ye 2017; Miyato et al. 2018) on a projection discriminator plus an AC-GAN
-auxiliary class loss (Odena et al. 2017) weighted by ``aux_weight``; Adam (Kingma & Ba 2015);
+auxiliary class loss (Odena et al. 2017) weighted by ``aux_weight``, and optionally a mode-seeking term
+(Mao et al. 2019) weighted by ``mode_seeking``; Adam (Kingma & Ba 2015);
 an exponential moving average of the generator weights is what gets sampled and saved
 (Karras et al. 2018; Yazıcı et al. 2019).
 """
@@ -142,6 +143,22 @@ def diff_augment(images: torch.Tensor, policy: str, generator: torch.Generator) 
     return images
 
 
+def mode_seeking_loss(fake_images: torch.Tensor, z: torch.Tensor, half: int, eps: float = 1e-5) -> torch.Tensor:
+    """Mode-seeking regularisation (Mao et al. 2019, "Mode Seeking Generative Adversarial Networks for
+    Diverse Image Synthesis", eq. 3 and the authors' code): ``1 / (mean|G(z1, y) - G(z2, y)| / mean|z1 - z2| + eps)``,
+    which the generator minimises so that two latents of the same digit give different images.
+
+    Args:
+        fake_images: ``(B, 1, 28, 28)``, where rows ``i`` and ``i + half`` (``i < half``) were drawn for the same
+            digit; z: their latents ``(B, z_dim)``; half: the number of pairs (``<= B // 2``).
+    Returns:
+        A scalar float32 tensor > 0.
+    """
+    image_distance = (fake_images[:half].float() - fake_images[half : 2 * half].float()).abs().mean()
+    z_distance = (z[:half] - z[half : 2 * half]).abs().mean()
+    return 1.0 / (image_distance / z_distance + eps)
+
+
 @torch.no_grad()
 def _ema_update(ema: Generator, model: Generator, decay: float) -> None:
     for ema_p, p in zip(ema.parameters(), model.parameters()):
@@ -208,12 +225,16 @@ def train_cgan(
             idx = order[i * params.batch_size : (i + 1) * params.batch_size]
             real_images, labels = train_images[idx].to(device), train_labels[idx].to(device)  # (B, 1, 28, 28)
             z = torch.randn(len(idx), params.z_dim, generator=rng).to(device)
+            fake_labels, half = labels, len(idx) // 2
+            if params.mode_seeking > 0:  # pairs (i, i + half) share a digit and differ in z
+                fake_labels = labels.clone()
+                fake_labels[half : 2 * half] = labels[:half]
             with autocast(device, params.autocast):
-                fake_images = generator(z, labels)
+                fake_images = generator(z, fake_labels)
 
                 # --- train discriminator
                 real_logit, real_class = discriminator(augment(real_images), labels)
-                fake_logit, _ = discriminator(augment(fake_images.detach()), labels)
+                fake_logit, _ = discriminator(augment(fake_images.detach()), fake_labels)
                 d_loss = F.relu(1 - real_logit).mean() + F.relu(1 + fake_logit).mean()
                 if params.aux_weight > 0:
                     d_loss = d_loss + params.aux_weight * F.cross_entropy(real_class, labels)
@@ -223,10 +244,12 @@ def train_cgan(
 
             # --- train generator
             with autocast(device, params.autocast):
-                fake_logit_g, fake_class = discriminator(augment(fake_images), labels)
+                fake_logit_g, fake_class = discriminator(augment(fake_images), fake_labels)
                 g_loss = -fake_logit_g.mean()
                 if params.aux_weight > 0:
-                    g_loss = g_loss + params.aux_weight * F.cross_entropy(fake_class, labels)
+                    g_loss = g_loss + params.aux_weight * F.cross_entropy(fake_class, fake_labels)
+                if params.mode_seeking > 0:
+                    g_loss = g_loss + params.mode_seeking * mode_seeking_loss(fake_images, z, half)
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()

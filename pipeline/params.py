@@ -42,6 +42,7 @@ class ClassifierParams:
     aug_scale: float  # random zoom range around 1
     autocast: str  # "" = float32; "bfloat16" = mixed-precision training (torch.autocast)
 
+
 @dataclass(frozen=True)
 class CGANParams:
     seed: int
@@ -55,12 +56,14 @@ class CGANParams:
     beta1: float
     beta2: float
     aux_weight: float  # weight of the discriminator's auxiliary class loss (AC-GAN); 0 disables
+    mode_seeking: float  # weight of the mode-seeking term (Mao et al. 2019) in G's loss; 0 disables
     ema_decay: float  # exponential moving average of generator weights; 0 disables
     minibatch_std: bool  # D sees the batch's feature std (Karras et al. 2018) against mode collapse
     d_head_conv: bool  # D's extra 3x3 conv at 7x7 (about half of D's FLOPs)
     diffaugment: str  # DiffAugment policy on every D input (Zhao et al. 2020): "", "translation", "translation,cutout"
     max_train_images: int  # 0 = all train images; >0 caps them (tests)
     autocast: str  # "" = float32; "bfloat16" = mixed-precision training (torch.autocast)
+
 
 @dataclass(frozen=True)
 class GenerateParams:

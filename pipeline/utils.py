@@ -55,8 +55,9 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
     ``precision`` is ``""`` (float32 throughout: a no-op context) or ``"bfloat16"``: convolutions and
     matrix products run in bfloat16 while weights, batch-norm statistics, optimiser state and the losses
-    stay float32. On a CPU with AVX512-BF16 it ran the judge's training step 2.2x and the cGAN step 1.3x
-    faster (pipeline.benchmark). Inference (export, metrics) always runs in float32.
+    stay float32. On a CPU with AVX512-BF16, training ran 1.9x faster for the judge and 1.2x for the cGAN
+    (``autocast_comparison`` in reports/metrics/benchmark.json). Inference (export, metrics) always runs in
+    float32.
 
     Raises:
         PipelineError: an unknown ``precision``.

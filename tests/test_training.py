@@ -128,3 +128,49 @@ def test_stage_with_bad_params_file_gives_one_line(tmp_path):
     result = run_module("pipeline.train_classifier", "--params", str(bad), "--model-out", str(tmp_path / "m.pt"))
     assert_one_line_error(result, "params section")
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_mode_seeking_loss_follows_msgan():
+    """1 / (mean|G(z1, y) - G(z2, y)| / mean|z1 - z2| + eps) (Mao et al. 2019): equal images give 1/eps,
+    more different images a smaller loss, and its gradient reaches the images."""
+    from pipeline.gan import mode_seeking_loss
+
+    z = torch.zeros(4, 3)
+    z[2:] = 2.0  # mean |z1 - z2| = 2
+    same = torch.zeros(4, 1, 28, 28)
+    assert mode_seeking_loss(same, z, 2).item() == pytest.approx(1e5)
+    apart = same.clone()
+    apart[2:] = 0.5  # mean |x1 - x2| = 0.5 -> ratio 0.25
+    assert mode_seeking_loss(apart, z, 2).item() == pytest.approx(1 / (0.25 + 1e-5))
+    further = same.clone()
+    further[2:] = 1.0
+    assert mode_seeking_loss(further, z, 2) < mode_seeking_loss(apart, z, 2)
+    x = apart.clone().requires_grad_()
+    mode_seeking_loss(x, z, 2).backward()
+    assert x.grad[2:].lt(0).all()  # pushing the pair further apart lowers the loss
+
+
+def test_mode_seeking_pairs_latents_of_the_same_digit(params, monkeypatch):
+    """With mode_seeking > 0, fake rows i and i + B/2 are drawn for the same digit; the term changes training
+    and training stays deterministic. With 0 the fakes take the real batch's labels, as before."""
+    from pipeline.models import Generator
+
+    forward, drawn = Generator.forward, []
+
+    def spy(self, z, labels):
+        if self.training:
+            drawn.append(labels.clone())
+        return forward(self, z, labels)
+
+    monkeypatch.setattr(Generator, "forward", spy)
+    images = torch.rand(32, 1, 28, 28) * 2 - 1
+    labels = torch.arange(32) % 10
+    plain, _ = train_cgan(dataclasses.replace(_tiny_cgan(params), mode_seeking=0.0), images, labels, torch.device("cpu"))
+    assert any(not torch.equal(y[:4], y[4:]) for y in drawn)
+    drawn.clear()
+    recipe = dataclasses.replace(_tiny_cgan(params), mode_seeking=1.0)
+    seeking = [train_cgan(recipe, images, labels, torch.device("cpu"))[0] for _ in range(2)]
+    assert len(drawn) == 2 * 4 and all(torch.equal(y[:4], y[4:]) for y in drawn)
+    for name, tensor in seeking[0].state_dict().items():
+        assert torch.equal(tensor, seeking[1].state_dict()[name]), name
+    assert not torch.equal(seeking[0].upsample[-2].weight, plain.upsample[-2].weight)
