@@ -42,7 +42,7 @@ def plot_curves(cgan_live: Path, classifier_live: Path, path: Path) -> None:
     for name in ("d_loss", "g_loss"):
         frame = read_live(cgan_live, name)
         left.plot(frame["step"] + 1, frame[name], marker="o", label=name)
-    left.set(xlabel="epoch", ylabel="loss (hinge + auxiliary CE)", title="cGAN training")
+    left.set(xlabel="epoch", ylabel="loss (hinge + auxiliary CE; G: + mode-seeking)", title="cGAN training")
     left.legend()
     frame = read_live(classifier_live, "val/accuracy")
     right.plot(frame["step"] + 1, frame["accuracy"], marker="o", color="tab:green")
