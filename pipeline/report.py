@@ -74,12 +74,14 @@ PARAMS_BEFORE_THEY_EXISTED = {"autocast": "", "mode_seeking": 0.0}
 def render_ablation(runs: list[dict], current: dict) -> str:
     """Markdown table of ablation runs (``pipeline.ablation`` JSONs): each run's last epoch and the
     epoch with the best TSTR proxy (and the epoch today's default stops at, when the run went on), all
-    on the validation split, with 1-thread training seconds.
+    on the validation split, with 1-thread training seconds and the first 8 hex digits of the sha256 of the
+    judge that measured the run (``judge_sha256``), so rows measured by different judges stand out.
     ``current``: today's ``train_cgan`` params; the "change" column is each run's difference from them."""
     if not runs:
         return "_No ablation runs in `reports/ablation/`._"
-    head = "| run | difference from params.yaml | epoch | train s | " + " | ".join(c for c, _ in ABLATION_COLUMNS.values()) + " |"
-    rows = [head, "|" + " --- |" * (4 + len(ABLATION_COLUMNS))]
+    head = ("| run | difference from params.yaml | epoch | train s | " + " | ".join(c for c, _ in ABLATION_COLUMNS.values())
+            + " | judge |")
+    rows = [head, "|" + " --- |" * (5 + len(ABLATION_COLUMNS))]
     for run_ in sorted(runs, key=lambda r: r["name"]):
         run_params = {**{k: v for k, v in PARAMS_BEFORE_THEY_EXISTED.items() if k in current}, **run_["params"]}
         change = ", ".join(f"{k}={v!r}" if v == "" else f"{k}={v}" for k, v in run_params.items()
@@ -97,7 +99,9 @@ def render_ablation(runs: list[dict], current: dict) -> str:
         shown.sort(key=lambda e: e["epoch"])
         for e in shown:
             cells = [fmt(e[k]) if k in e else "" for k, (_, fmt) in ABLATION_COLUMNS.items()]
-            rows.append(f"| {run_['name']} | {change} | {e['epoch']} | {e['train_seconds']:.0f} | " + " | ".join(cells) + " |")
+            judge = run_.get("judge_sha256", "")[:8] or "not recorded"
+            rows.append(f"| {run_['name']} | {change} | {e['epoch']} | {e['train_seconds']:.0f} | " + " | ".join(cells)
+                        + f" | {judge} |")
     return "\n".join(rows)
 
 
@@ -238,9 +242,11 @@ accuracy and worst digit by the judge on 5,000 samples, FID, recall and coverage
 validation images, and a TSTR proxy (a width-16 classifier, 300 steps on 20,000 synthetic images,
 scored on validation). Train seconds: one CPU thread, measuring excluded; the runs shared the two
 cores with one to three other jobs, so compare them only roughly. Where the best TSTR-proxy
-epoch differs from the last, both are shown. Every run was measured with the same judge, so the rows
-compare: the width-32 judge of the float32 runs (4 epochs; validation 99.48 %; `models/classifier.pt` at
-commit 2614960, sha256 in each JSON), not today's.
+epoch differs from the last, both are shown. Rows compare only when the same judge measured them: the
+judge column gives the first 8 hex digits of its sha256 (764ee159 is the width-32 float32 judge, 4 epochs,
+validation 99.48 %, `models/classifier.pt` at commit 2614960; the runs made before the sha256 was
+recorded used it too). The metrics above use today's judge, so compare them with a row only if it was
+measured by the same one.
 
 {ablation_table}
 

@@ -32,3 +32,11 @@ def test_ablation_table_names_params_older_runs_predate_and_shows_the_default_ep
     assert rows[0].startswith("| long | (none: the default) | 2 | 200 | 60.00 %")  # where the default stops
     assert rows[1].startswith("| long | (none: the default) | 4 | 400 | 80.00 %")  # its last epoch
     assert rows[2].startswith("| old | autocast='' | 1 | 100 | 90.00 %")  # float32, before the param
+    assert rows[2].endswith("| not recorded |") and rows[0].endswith("| not recorded |")
+
+
+def test_ablation_table_names_the_judge_of_each_run():
+    run = _run("judged", 0.0002, [{"class_conditional_accuracy": 0.9}])
+    run["judge_sha256"] = "764ee159127b3b2b"
+    table = render_ablation([run], current={"lr_g": 0.0002, "epochs": 1, "seed": 2}).splitlines()
+    assert table[0].endswith("| judge |") and table[2].endswith("| 764ee159 |")
