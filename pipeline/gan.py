@@ -159,6 +159,12 @@ def mode_seeking_loss(fake_images: torch.Tensor, z: torch.Tensor, half: int, eps
     return 1.0 / (image_distance / z_distance + eps)
 
 
+def generator_config(params: CGANParams) -> GeneratorConfig:
+    """The generator's shape from the ``train_cgan`` params."""
+    return GeneratorConfig(z_dim=params.z_dim, width=params.g_width, conditional_bn=params.g_conditional_bn,
+                           refine=params.g_refine)
+
+
 @torch.no_grad()
 def _ema_update(ema: Generator, model: Generator, decay: float) -> None:
     for ema_p, p in zip(ema.parameters(), model.parameters()):
@@ -195,7 +201,7 @@ def train_cgan(
     """
     torch.manual_seed(params.seed)
     rng = torch.Generator().manual_seed(params.seed)
-    generator = Generator(GeneratorConfig(z_dim=params.z_dim, width=params.g_width)).to(device)
+    generator = Generator(generator_config(params)).to(device)
     discriminator = Discriminator(DiscriminatorConfig(
         width=params.d_width, minibatch_std=params.minibatch_std, head_conv=params.d_head_conv)).to(device)
     augment = lambda x: diff_augment(x, params.diffaugment, rng) if params.diffaugment else x  # noqa: E731

@@ -68,34 +68,84 @@ class GeneratorConfig:
     z_dim: int = 64
     width: int = 128
     num_classes: int = NUM_CLASSES
+    conditional_bn: bool = False  # class-conditional BatchNorm gains and biases instead of learned constants
+    refine: bool = False  # a 3x3 conv block at 14x14 and a 3x3 output conv at 28x28
+
+
+class ConditionalBatchNorm(nn.Module):
+    """BatchNorm whose gain and bias are looked up per class (de Vries et al. 2017; used in the generator of
+    Miyato & Koyama 2018): ``(B, C, ...)`` and labels ``(B,) int64`` -> ``(B, C, ...)``.
+
+    Gains start at 1 and biases at 0, so at initialisation it equals a plain BatchNorm.
+    """
+
+    def __init__(self, num_features: int, num_classes: int, dims: int):
+        super().__init__()
+        self.norm = (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(num_features, affine=False)
+        self.embed = nn.Embedding(num_classes, 2 * num_features)
+        with torch.no_grad():
+            self.embed.weight[:, :num_features].fill_(1.0)
+            self.embed.weight[:, num_features:].zero_()
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        gain, bias = self.embed(labels).chunk(2, dim=1)  # (B, C) each
+        shape = (len(x), -1) + (1,) * (x.dim() - 2)
+        return self.norm(x) * gain.view(shape) + bias.view(shape)
+
+
+class _LabelledSequential(nn.Sequential):
+    """``nn.Sequential`` that hands the labels to its :class:`ConditionalBatchNorm` layers."""
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        for module in self:
+            x = module(x, labels) if isinstance(module, ConditionalBatchNorm) else module(x)
+        return x
 
 
 class Generator(nn.Module):
     """G(z, y): latent ``z (B, z_dim)`` and labels ``y (B,) int64`` -> images ``(B, 1, 28, 28)`` in [-1, 1].
 
     DCGAN-style (Radford et al. 2016): a linear layer to ``(width, 7, 7)`` then two stride-2 transposed
-    convolutions; the class enters as a learned embedding concatenated to z (Mirza & Osindero 2014).
+    convolutions; the class enters as a learned embedding concatenated to z (Mirza & Osindero 2014) and,
+    with ``conditional_bn``, as per-class BatchNorm gains and biases. ``refine`` adds a 3x3 conv block at
+    14x14 and makes the last transposed convolution output ``width / 4`` channels, mapped to the image
+    by a 3x3 conv at 28x28 (about 2.6x the FLOPs at width 64).
     """
 
     def __init__(self, config: GeneratorConfig):
         super().__init__()
         self.config = config
-        w = config.width
-        self.embed = nn.Embedding(config.num_classes, config.z_dim)
-        self.project = nn.Sequential(
-            nn.Linear(2 * config.z_dim, w * 7 * 7, bias=False), nn.BatchNorm1d(w * 7 * 7), nn.ReLU(inplace=True)
+        w, c = config.width, config.num_classes
+
+        def norm(channels: int, dims: int = 2) -> nn.Module:
+            if config.conditional_bn:
+                return ConditionalBatchNorm(channels, c, dims)
+            return nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
+
+        self.embed = nn.Embedding(c, config.z_dim)
+        self.project = _LabelledSequential(
+            nn.Linear(2 * config.z_dim, w * 7 * 7, bias=False), norm(w * 7 * 7, 1), nn.ReLU(inplace=True)
         )
-        self.upsample = nn.Sequential(
+        layers = [
             nn.ConvTranspose2d(w, w // 2, 4, stride=2, padding=1, bias=False),  # (B, w/2, 14, 14)
-            nn.BatchNorm2d(w // 2),
+            norm(w // 2),
             nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(w // 2, 1, 4, stride=2, padding=1),  # (B, 1, 28, 28)
-            nn.Tanh(),
-        )
+        ]
+        if config.refine:
+            layers += [
+                nn.Conv2d(w // 2, w // 2, 3, padding=1, bias=False), norm(w // 2), nn.ReLU(inplace=True),
+                nn.ConvTranspose2d(w // 2, w // 4, 4, stride=2, padding=1, bias=False),  # (B, w/4, 28, 28)
+                norm(w // 4),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(w // 4, 1, 3, padding=1),  # (B, 1, 28, 28)
+            ]
+        else:
+            layers.append(nn.ConvTranspose2d(w // 2, 1, 4, stride=2, padding=1))  # (B, 1, 28, 28)
+        self.upsample = _LabelledSequential(*layers, nn.Tanh())
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.project(torch.cat([z, self.embed(labels)], dim=1))
-        return self.upsample(h.view(-1, self.config.width, 7, 7))
+        h = self.project(torch.cat([z, self.embed(labels)], dim=1), labels)
+        return self.upsample(h.view(-1, self.config.width, 7, 7), labels)
 
 
 @dataclass(frozen=True)

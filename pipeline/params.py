@@ -48,6 +48,8 @@ class CGANParams:
     seed: int
     z_dim: int  # latent z size
     g_width: int  # generator channels at 7x7 (halved at 14x14)
+    g_conditional_bn: bool  # per-class BatchNorm gains and biases in G (de Vries et al. 2017)
+    g_refine: bool  # G's extra 3x3 conv blocks at 14x14 and 28x28
     d_width: int  # discriminator channels at 14x14 (doubled at 7x7)
     epochs: int
     batch_size: int

@@ -23,8 +23,9 @@ from dvclive import Live
 
 from pipeline.cli import run, user_errors
 from pipeline.data import load_splits, to_tensor
-from pipeline.gan import EpochLog, fixed_noise, generator_checkpoint, read_training_state, sample, save_grid, train_cgan
-from pipeline.models import Generator, GeneratorConfig
+from pipeline.gan import (EpochLog, fixed_noise, generator_checkpoint, generator_config, read_training_state, sample,
+                          save_grid, train_cgan)
+from pipeline.models import Generator
 from pipeline.params import load_params
 from pipeline.utils import get_device, save_checkpoint, seed_everything, sha256_file, write_json
 
@@ -77,7 +78,7 @@ def main(params_path, data, model_out, metrics, live_dir, grid_dir, state_path, 
             if resume is not None:
                 for entry in resume["logs"]:
                     log_epoch(EpochLog(**entry))
-                last = Generator(GeneratorConfig(z_dim=params.z_dim, width=params.g_width))
+                last = Generator(generator_config(params))
                 last.load_state_dict(resume["ema"])
                 save_grid(sample(last, z, grid_labels), Path(grid_dir) / f"epoch_{resume['epoch']:03d}.png")
             generator, logs = train_cgan(params, images, labels, dev, on_epoch=on_epoch,

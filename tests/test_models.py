@@ -64,3 +64,40 @@ def test_diff_augment_shifts_and_cuts_with_background_fill_and_keeps_gradients()
     assert x.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="unknown DiffAugment policy"):
         diff_augment(images, "colour", torch.Generator())
+
+
+def test_conditional_batch_norm_starts_as_batch_norm_and_conditions_per_class():
+    from pipeline.models import ConditionalBatchNorm
+
+    torch.manual_seed(0)
+    norm = ConditionalBatchNorm(6, 10, dims=2)
+    x, labels = torch.randn(8, 6, 5, 5), torch.tensor([0, 1, 2, 3, 3, 5, 6, 7])
+    plain = torch.nn.BatchNorm2d(6, affine=False)
+    assert torch.allclose(norm(x, labels), plain(x), atol=1e-6)  # gain 1, bias 0 at initialisation
+    with torch.no_grad():
+        norm.embed.weight[3, :6] = 2.0  # class 3's gains
+    out = norm.eval()(x, labels)
+    reference = plain.eval()(x)
+    changed = ~torch.isclose(out, reference, atol=1e-6).flatten(1).all(dim=1)
+    assert changed.tolist() == [label == 3 for label in labels.tolist()]
+    assert torch.allclose(out[3], 2 * reference[3], atol=1e-6)
+
+
+def test_generator_variants_keep_shapes_and_the_default_keeps_its_checkpoint_keys():
+    from pipeline.gan import generator_flops_per_image
+
+    default = Generator(GeneratorConfig(z_dim=16, width=32))
+    assert sorted(default.state_dict()) == sorted([  # older checkpoints load into the default
+        "embed.weight", "project.0.weight", "project.1.weight", "project.1.bias", "project.1.running_mean",
+        "project.1.running_var", "project.1.num_batches_tracked", "upsample.0.weight", "upsample.1.weight",
+        "upsample.1.bias", "upsample.1.running_mean", "upsample.1.running_var", "upsample.1.num_batches_tracked",
+        "upsample.3.weight", "upsample.3.bias"])
+    z, labels = torch.randn(4, 16), torch.tensor([0, 3, 3, 9])
+    for conditional_bn in (False, True):
+        for refine in (False, True):
+            generator = Generator(GeneratorConfig(z_dim=16, width=32, conditional_bn=conditional_bn, refine=refine))
+            images = generator.train()(z, labels)
+            assert images.shape == (4, 1, 28, 28) and images.abs().max() <= 1
+            images.sum().backward()
+            assert all(p.grad is not None for p in generator.parameters())
+            assert (generator_flops_per_image(generator) > generator_flops_per_image(default)) == refine

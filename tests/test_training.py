@@ -174,3 +174,19 @@ def test_mode_seeking_pairs_latents_of_the_same_digit(params, monkeypatch):
     for name, tensor in seeking[0].state_dict().items():
         assert torch.equal(tensor, seeking[1].state_dict()[name]), name
     assert not torch.equal(seeking[0].upsample[-2].weight, plain.upsample[-2].weight)
+
+
+def test_generator_variants_train_and_round_trip_through_the_checkpoint(params, tmp_path):
+    from pipeline.gan import generator_checkpoint
+    from pipeline.utils import save_checkpoint
+
+    images = torch.rand(32, 1, 28, 28) * 2 - 1
+    labels = torch.arange(32) % 10
+    recipe = dataclasses.replace(_tiny_cgan(params), g_conditional_bn=True, g_refine=True)
+    generator, _ = train_cgan(recipe, images, labels, torch.device("cpu"))
+    assert generator.config.conditional_bn and generator.config.refine
+    save_checkpoint(tmp_path / "g.pt", generator_checkpoint(generator, recipe, 1))
+    loaded, _ = load_generator(tmp_path / "g.pt")
+    z, y = fixed_noise(generator.config.z_dim, 2, seed=0)
+    with torch.inference_mode():
+        assert torch.equal(loaded(z, y), generator(z, y))
