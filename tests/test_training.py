@@ -3,9 +3,10 @@ import dataclasses
 import pytest
 import torch
 
-from pipeline.gan import TrainingDivergedError, fixed_noise, load_generator, read_training_state, train_cgan
+from pipeline.gan import (TrainingDivergedError, fixed_noise, generator_checkpoint, load_generator, read_training_state,
+                          train_cgan)
 from pipeline.training import load_classifier, random_affine, train_classifier
-from pipeline.utils import PipelineError
+from pipeline.utils import PipelineError, save_checkpoint
 from tests.conftest import assert_one_line_error, run_module
 
 
@@ -177,9 +178,6 @@ def test_mode_seeking_pairs_latents_of_the_same_digit(params, monkeypatch):
 
 
 def test_generator_variants_train_and_round_trip_through_the_checkpoint(params, tmp_path):
-    from pipeline.gan import generator_checkpoint
-    from pipeline.utils import save_checkpoint
-
     images = torch.rand(32, 1, 28, 28) * 2 - 1
     labels = torch.arange(32) % 10
     recipe = dataclasses.replace(_tiny_cgan(params), g_conditional_bn=True, g_refine=True)
