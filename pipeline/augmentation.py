@@ -144,7 +144,7 @@ def train_budget_generator(images: np.ndarray, labels: np.ndarray, cgan: CGANPar
     tiled_x, tiled_y = to_tensor(images[order]), torch.from_numpy(labels[order]).long()
     recipe = replace(cgan, seed=seed, g_width=params.gan_g_width, d_width=params.gan_d_width, epochs=1,
                      lr_g=params.gan_lr_g, lr_d=params.gan_lr_d, diffaugment=params.gan_diffaugment,
-                     max_train_images=0)
+                     max_train_images=0, lr_decay_epochs=0)
     generator, _ = train_cgan(recipe, tiled_x, tiled_y, torch.device("cpu"))
     return generator
 

@@ -159,6 +159,17 @@ def mode_seeking_loss(fake_images: torch.Tensor, z: torch.Tensor, half: int, eps
     return 1.0 / (image_distance / z_distance + eps)
 
 
+def lr_scale(step: int, total_steps: int, decay_steps: int) -> float:
+    """Learning-rate factor for 0-based ``step`` of ``total_steps``: 1, then linear towards 0 over the last
+    ``decay_steps`` (the schedule of CycleGAN, Zhu et al. 2017). ``decay_steps <= 0`` keeps 1; more than
+    ``total_steps`` decays over all of them. In (0, 1]."""
+    decay_steps = min(decay_steps, total_steps)
+    start = total_steps - decay_steps
+    if decay_steps <= 0 or step < start:
+        return 1.0
+    return (total_steps - step) / decay_steps
+
+
 def generator_config(params: CGANParams) -> GeneratorConfig:
     """The generator's shape from the ``train_cgan`` params."""
     return GeneratorConfig(z_dim=params.z_dim, width=params.g_width, conditional_bn=params.g_conditional_bn,
@@ -209,6 +220,7 @@ def train_cgan(
     opt_g = torch.optim.Adam(generator.parameters(), lr=params.lr_g, betas=(params.beta1, params.beta2))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=params.lr_d, betas=(params.beta1, params.beta2))
     n_batches = len(train_images) // params.batch_size
+    total_steps = params.epochs * n_batches
     logs: list[EpochLog] = []
     first_epoch = 1
     if resume is not None:
@@ -231,6 +243,11 @@ def train_cgan(
             idx = order[i * params.batch_size : (i + 1) * params.batch_size]
             real_images, labels = train_images[idx].to(device), train_labels[idx].to(device)  # (B, 1, 28, 28)
             z = torch.randn(len(idx), params.z_dim, generator=rng).to(device)
+            scale = lr_scale((epoch - 1) * n_batches + i, total_steps, params.lr_decay_epochs * n_batches)
+            for group in opt_g.param_groups:
+                group["lr"] = params.lr_g * scale
+            for group in opt_d.param_groups:
+                group["lr"] = params.lr_d * scale
             fake_labels, half = labels, len(idx) // 2
             if params.mode_seeking > 0:  # pairs (i, i + half) share a digit and differ in z
                 fake_labels = labels.clone()

@@ -47,7 +47,7 @@ class ClassifierParams:
 class CGANParams:
     seed: int
     z_dim: int  # latent z size
-    g_width: int  # generator channels at 7x7 (halved at 14x14)
+    g_width: int  # generator channels at 7x7 (halved at 14x14; a quarter at 28x28 with g_refine)
     g_conditional_bn: bool  # per-class BatchNorm gains and biases in G (de Vries et al. 2017)
     g_refine: bool  # G's extra 3x3 conv blocks at 14x14 and 28x28
     d_width: int  # discriminator channels at 14x14 (doubled at 7x7)
@@ -55,6 +55,7 @@ class CGANParams:
     batch_size: int
     lr_g: float
     lr_d: float
+    lr_decay_epochs: int  # 0 = constant learning rates; N = both fall linearly towards 0 over the last N epochs
     beta1: float
     beta2: float
     aux_weight: float  # weight of the discriminator's auxiliary class loss (AC-GAN); 0 disables

@@ -68,7 +68,8 @@ ABLATION_COLUMNS = {
 
 
 # Params added after some ablation runs were made, with the value those older runs had.
-PARAMS_BEFORE_THEY_EXISTED = {"autocast": "", "mode_seeking": 0.0, "g_conditional_bn": False, "g_refine": False}
+PARAMS_BEFORE_THEY_EXISTED = {"autocast": "", "mode_seeking": 0.0, "g_conditional_bn": False, "g_refine": False,
+                             "lr_decay_epochs": 0}
 
 
 def render_ablation(runs: list[dict], current: dict) -> str:

@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 import torch
 
-from pipeline.gan import (TrainingDivergedError, fixed_noise, generator_checkpoint, load_generator, read_training_state,
-                          train_cgan)
+from pipeline.gan import (TrainingDivergedError, fixed_noise, generator_checkpoint, load_generator, lr_scale,
+                          read_training_state, train_cgan)
 from pipeline.training import load_classifier, random_affine, train_classifier
 from pipeline.utils import PipelineError, save_checkpoint
 from tests.conftest import assert_one_line_error, run_module
@@ -52,10 +52,11 @@ def test_bfloat16_changes_the_arithmetic(params):
     assert not torch.equal(weights[0].upsample[-2].weight, weights[1].upsample[-2].weight)
 
 
-def test_interrupted_cgan_training_resumes_to_the_same_bytes(params, tmp_path):
+@pytest.mark.parametrize("lr_decay_epochs", [0, 2])
+def test_interrupted_cgan_training_resumes_to_the_same_bytes(params, tmp_path, lr_decay_epochs):
     images = torch.rand(32, 1, 28, 28) * 2 - 1
     labels = torch.arange(32) % 10
-    recipe = dataclasses.replace(_tiny_cgan(params), epochs=3)
+    recipe = dataclasses.replace(_tiny_cgan(params), epochs=3, lr_decay_epochs=lr_decay_epochs)
     straight, straight_logs = train_cgan(recipe, images, labels, torch.device("cpu"))
 
     state = tmp_path / "state.pt"
@@ -188,3 +189,33 @@ def test_generator_variants_train_and_round_trip_through_the_checkpoint(params, 
     z, y = fixed_noise(generator.config.z_dim, 2, seed=0)
     with torch.inference_mode():
         assert torch.equal(loaded(z, y), generator(z, y))
+
+
+def test_lr_scale_is_flat_then_linear_to_near_zero():
+    assert [lr_scale(s, 10, 0) for s in range(10)] == [1.0] * 10
+    assert [lr_scale(s, 10, 4) for s in range(10)] == [1.0] * 6 + [1.0, 0.75, 0.5, 0.25]
+    assert lr_scale(0, 4, 8) == 1.0 and lr_scale(3, 4, 8) == 0.25  # longer than the run: decays over all of it
+
+
+def test_lr_decay_sets_the_optimisers_learning_rates(params, monkeypatch):
+    """With lr_decay_epochs = 1 of 2 epochs, G's and D's Adam run at lr_g and lr_d for the first epoch, then
+    at falling rates whose ratio stays lr_d / lr_g; the generator differs from one trained at constant rates."""
+    seen = []
+    step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    images = torch.rand(32, 1, 28, 28) * 2 - 1
+    labels = torch.arange(32) % 10
+    recipe = dataclasses.replace(_tiny_cgan(params), epochs=2)
+    constant, _ = train_cgan(recipe, images, labels, torch.device("cpu"))
+    seen.clear()
+    decayed, _ = train_cgan(dataclasses.replace(recipe, lr_decay_epochs=1), images, labels, torch.device("cpu"))
+    d_rates, g_rates = seen[0::2], seen[1::2]  # D steps first in every batch
+    assert d_rates[:4] == [recipe.lr_d] * 4 and g_rates[:4] == [recipe.lr_g] * 4
+    assert g_rates[4:] == pytest.approx([recipe.lr_g * f for f in (1.0, 0.75, 0.5, 0.25)])
+    assert d_rates[4:] == pytest.approx([recipe.lr_d * f for f in (1.0, 0.75, 0.5, 0.25)])
+    assert not torch.equal(constant.upsample[-2].weight, decayed.upsample[-2].weight)
