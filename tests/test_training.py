@@ -210,7 +210,7 @@ def test_lr_decay_sets_the_optimisers_learning_rates(params, monkeypatch):
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
     images = torch.rand(32, 1, 28, 28) * 2 - 1
     labels = torch.arange(32) % 10
-    recipe = dataclasses.replace(_tiny_cgan(params), epochs=2)
+    recipe = dataclasses.replace(_tiny_cgan(params), epochs=2, lr_decay_epochs=0)
     constant, _ = train_cgan(recipe, images, labels, torch.device("cpu"))
     seen.clear()
     decayed, _ = train_cgan(dataclasses.replace(recipe, lr_decay_epochs=1), images, labels, torch.device("cpu"))
