@@ -4,9 +4,11 @@
 ``train_cgan`` section changed by ``--set`` (any number), and after every epoch measures, on
 samples of the (EMA) generator: class-conditional accuracy by the judge, FID, recall and coverage
 (k = 5) against validation images in the judge's feature space, and every ``--tstr-every`` epochs a
-TSTR proxy (a small classifier trained on 20k synthetic images, scored on validation). Training
-seconds exclude the measuring. One JSON per run goes to ``reports/ablation/<name>.json``; the
-report stage turns them into the ablation table. Not a DVC stage: each run costs minutes to hours.
+TSTR proxy (a small classifier trained on 20k synthetic images, scored on validation); with
+``--full-tstr``, after the last epoch also TSTR with the judge's own recipe (60,000 synthetic images,
+the judge's step budget), scored on validation. Training seconds exclude the measuring. One JSON per
+run goes to ``reports/ablation/<name>.json``; the report stage turns them into the ablation table.
+Not a DVC stage: each run costs minutes to hours.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pipeline.gan import EpochLog, sample, train_cgan
 from pipeline.metrics import class_conditional_accuracy, frechet_distance, precision_recall_density_coverage
 from pipeline.models import NUM_CLASSES, Generator
 from pipeline.params import ClassifierParams, ParamsError, load_params
-from pipeline.training import load_classifier, predict, train_classifier
+from pipeline.training import load_classifier, predict, steps_per_epoch, train_classifier
 from pipeline.utils import get_device, sha256_file, write_json
 
 log = logging.getLogger("pipeline.ablation")
@@ -38,6 +40,8 @@ TSTR_PROXY = ClassifierParams(seed=1, width=16, dropout=0.25, epochs=1, batch_si
                               weight_decay=1e-4, aug_degrees=0.0, aug_translate=0.0, aug_scale=0.0,
                               autocast="")
 TSTR_PROXY_STEPS = 300
+FULL_TSTR_IMAGES = 60000  # as the evaluate stage's synthetic_train_size
+FULL_TSTR_SEED = 100  # the latent z of the full-recipe TSTR samples
 
 
 def exported_samples(generator: Generator, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -75,6 +79,20 @@ def validation_scores(generator: Generator, judge, val_images: torch.Tensor, val
     return scores
 
 
+def judge_recipe_tstr(generator: Generator, recipe: ClassifierParams, total_steps: int, val_images: torch.Tensor,
+                      val_labels: torch.Tensor) -> float:
+    """Validation accuracy of a classifier trained with the judge's ``recipe`` for ``total_steps`` on
+    ``FULL_TSTR_IMAGES`` exported samples of ``generator`` (labels cycling 0..9, z seeded by
+    ``FULL_TSTR_SEED``), best epoch on validation: the evaluate stage's TSTR with validation for test.
+    The best-epoch pick and the score use the same 5,000 images, so compare runs with it, not the test figure."""
+    rng = torch.Generator().manual_seed(FULL_TSTR_SEED)
+    z = torch.randn(FULL_TSTR_IMAGES, generator.config.z_dim, generator=rng)
+    labels = torch.arange(NUM_CLASSES).repeat(FULL_TSTR_IMAGES // NUM_CLASSES)
+    fit = train_classifier(recipe, exported_samples(generator, z, labels), labels, val_images, val_labels,
+                           torch.device("cpu"), total_steps=total_steps, desc="tstr-judge-recipe")
+    return fit.best_val_accuracy
+
+
 def parse_overrides(pairs: tuple[str, ...]) -> dict:
     """``("ema_decay=0", "d_width=32")`` -> ``{"ema_decay": 0, "d_width": 32}`` (values parsed as YAML)."""
     out = {}
@@ -90,16 +108,18 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--name", required=True, help="Run name: the JSON is <out-dir>/<name>.json.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Change a train_cgan param (repeatable).")
 @click.option("--tstr-every", default=2, show_default=True, help="TSTR proxy every N epochs (and at the last).")
+@click.option("--full-tstr", is_flag=True, help="After the last epoch, also TSTR with the judge's recipe (~9 min on one thread).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
 @click.option("--data", default="data/prepared/mnist.npz", show_default=True, help="Prepared splits.")
 @click.option("--classifier", default="models/classifier.pt", show_default=True, help="The judge.")
 @click.option("--out-dir", default="reports/ablation", show_default=True, help="Folder of the run JSONs.")
 @click.option("--threads", default=0, show_default=True, help="torch CPU threads (0 = torch's default).")
-def main(name, overrides, tstr_every, params_path, data, classifier, out_dir, threads) -> None:
+def main(name, overrides, tstr_every, full_tstr, params_path, data, classifier, out_dir, threads) -> None:
     with user_errors():
         if threads > 0:
             torch.set_num_threads(threads)
-        base = load_params(params_path).train_cgan
+        all_params = load_params(params_path)
+        base = all_params.train_cgan
         try:
             changes = parse_overrides(overrides)
             params = dataclasses.replace(base, **changes)
@@ -120,6 +140,10 @@ def main(name, overrides, tstr_every, params_path, data, classifier, out_dir, th
             tstr = entry.epoch % tstr_every == 0 or entry.epoch == params.epochs
             rows.append({**asdict(entry), "train_seconds": round(clock["train"], 1),
                          **validation_scores(generator, judge, val_images, val_labels, val_features, tstr)})
+            if full_tstr and entry.epoch == params.epochs:
+                recipe = all_params.train_classifier
+                steps = recipe.epochs * steps_per_epoch(len(splits.train_images), recipe.batch_size)
+                rows[-1]["tstr_val"] = judge_recipe_tstr(generator, recipe, steps, val_images, val_labels)
             log.info("%s %s", name, {k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()})
             write_json(Path(out_dir) / f"{name}.json", {
                 "name": name, "overrides": changes, "params": asdict(params),

@@ -64,6 +64,7 @@ ABLATION_COLUMNS = {
     "recall_val": ("recall", lambda x: f"{x:.3f}"),
     "coverage_val": ("coverage", lambda x: f"{x:.3f}"),
     "tstr_proxy_val": ("TSTR proxy", pct),
+    "tstr_val": ("TSTR, judge recipe", pct),
 }
 
 
@@ -241,7 +242,8 @@ Each row is a `python -m pipeline.ablation` run: the cGAN trained with params.ya
 measured after each epoch on the VALIDATION split (5,000 held-out train images): class-conditional
 accuracy and worst digit by the judge on 5,000 samples, FID, recall and coverage against the
 validation images, and a TSTR proxy (a width-16 classifier, 300 steps on 20,000 synthetic images,
-scored on validation). Train seconds: one CPU thread, measuring excluded; the runs shared the two
+scored on validation); "TSTR, judge recipe" (`--full-tstr`, last epoch only) trains the judge's own recipe
+and step budget on 60,000 samples, as the evaluate stage's TSTR, and scores it on validation. Train seconds: one CPU thread, measuring excluded; the runs shared the two
 cores with one to three other jobs, so compare them only roughly. Where the best TSTR-proxy
 epoch differs from the last, both are shown. Rows compare only when the same judge measured them: the
 judge column gives the first 8 hex digits of its sha256 (764ee159 is the width-32 float32 judge, 4 epochs,

@@ -48,3 +48,23 @@ def test_ablation_rejects_unknown_param(tmp_path):
     assert_one_line_error(result, "no_such_param")
     assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--set", "oops"), "key=value")
     assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--set", "epochs=abc"), "epochs", "int")
+
+
+def test_judge_recipe_tstr_trains_on_exported_samples_of_every_digit(tiny_checkpoint, params, monkeypatch):
+    from pipeline import ablation
+
+    monkeypatch.setattr(ablation, "FULL_TSTR_IMAGES", 40)
+    seen = {}
+
+    def fake_train(recipe, images, labels, val_images, val_labels, device, total_steps, desc):
+        seen.update(recipe=recipe, images=images, labels=labels, total_steps=total_steps)
+        return type("Fit", (), {"best_val_accuracy": 0.5})()
+
+    monkeypatch.setattr(ablation, "train_classifier", fake_train)
+    generator, _ = load_generator(tiny_checkpoint)
+    val = torch.zeros(3, 1, 28, 28), torch.zeros(3, dtype=torch.int64)
+    assert ablation.judge_recipe_tstr(generator, params.train_classifier, 7, *val) == 0.5
+    assert seen["recipe"] == params.train_classifier and seen["total_steps"] == 7
+    assert seen["images"].shape == (40, 1, 28, 28) and seen["labels"].tolist() == list(range(10)) * 4
+    # the samples are stored as uint8 in an export: 256 grey levels in [-1, 1]
+    assert torch.equal(seen["images"], ablation.to_tensor(ablation.to_uint8(seen["images"])))

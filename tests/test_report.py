@@ -40,3 +40,10 @@ def test_ablation_table_names_the_judge_of_each_run():
     run["judge_sha256"] = "764ee159127b3b2b"
     table = render_ablation([run], current={"lr_g": 0.0002, "epochs": 1, "seed": 2}).splitlines()
     assert table[0].endswith("| judge |") and table[2].endswith("| 764ee159 |")
+
+
+def test_ablation_table_has_a_column_for_the_judge_recipe_tstr():
+    run = _run("full", 0.0002, [{"class_conditional_accuracy": 0.9, "tstr_proxy_val": 0.95, "tstr_val": 0.9764}])
+    table = render_ablation([run], current={"lr_g": 0.0002, "epochs": 1, "seed": 2}).splitlines()
+    assert "| TSTR proxy | TSTR, judge recipe | judge |" in table[0]
+    assert table[2].endswith("| 95.00 % | 97.64 % | not recorded |")
