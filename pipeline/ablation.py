@@ -71,12 +71,20 @@ def validation_scores(generator: Generator, judge, val_images: torch.Tensor, val
               "fid_val": frechet_distance(feats.numpy(), val_features),
               **{f"{k}_val": v for k, v in precision_recall_density_coverage(val_features, feats.numpy(), 5).items()}}
     if tstr:
-        z = torch.randn(TSTR_PROXY_IMAGES, generator.config.z_dim, generator=rng)
-        labels = torch.arange(NUM_CLASSES).repeat(TSTR_PROXY_IMAGES // NUM_CLASSES)
-        fit = train_classifier(TSTR_PROXY, exported_samples(generator, z, labels), labels, val_images, val_labels,
-                               torch.device("cpu"), total_steps=TSTR_PROXY_STEPS, desc="tstr-proxy")
-        scores["tstr_proxy_val"] = fit.best_val_accuracy
+        scores["tstr_proxy_val"] = synthetic_tstr(generator, TSTR_PROXY, TSTR_PROXY_IMAGES, TSTR_PROXY_STEPS, rng,
+                                                  val_images, val_labels, "tstr-proxy")
     return scores
+
+
+def synthetic_tstr(generator: Generator, recipe: ClassifierParams, num_images: int, total_steps: int,
+                   rng: torch.Generator, val_images: torch.Tensor, val_labels: torch.Tensor, desc: str) -> float:
+    """Best validation accuracy of a classifier trained with ``recipe`` for ``total_steps`` on ``num_images``
+    exported samples of ``generator`` (labels cycling 0..9, z drawn from ``rng``): TSTR on validation."""
+    z = torch.randn(num_images, generator.config.z_dim, generator=rng)
+    labels = torch.arange(NUM_CLASSES).repeat(num_images // NUM_CLASSES)
+    fit = train_classifier(recipe, exported_samples(generator, z, labels), labels, val_images, val_labels,
+                           torch.device("cpu"), total_steps=total_steps, desc=desc)
+    return fit.best_val_accuracy
 
 
 def judge_recipe_tstr(generator: Generator, recipe: ClassifierParams, total_steps: int, val_images: torch.Tensor,
@@ -84,13 +92,10 @@ def judge_recipe_tstr(generator: Generator, recipe: ClassifierParams, total_step
     """Validation accuracy of a classifier trained with the judge's ``recipe`` for ``total_steps`` on
     ``FULL_TSTR_IMAGES`` exported samples of ``generator`` (labels cycling 0..9, z seeded by
     ``FULL_TSTR_SEED``), best epoch on validation: the evaluate stage's TSTR with validation for test.
-    The best-epoch pick and the score use the same 5,000 images, so compare runs with it, not the test figure."""
+    The best-epoch pick and the score use the same 5,000 images: compare runs with it, not with the test figure."""
     rng = torch.Generator().manual_seed(FULL_TSTR_SEED)
-    z = torch.randn(FULL_TSTR_IMAGES, generator.config.z_dim, generator=rng)
-    labels = torch.arange(NUM_CLASSES).repeat(FULL_TSTR_IMAGES // NUM_CLASSES)
-    fit = train_classifier(recipe, exported_samples(generator, z, labels), labels, val_images, val_labels,
-                           torch.device("cpu"), total_steps=total_steps, desc="tstr-judge-recipe")
-    return fit.best_val_accuracy
+    return synthetic_tstr(generator, recipe, FULL_TSTR_IMAGES, total_steps, rng, val_images, val_labels,
+                          "tstr-judge-recipe")
 
 
 def parse_overrides(pairs: tuple[str, ...]) -> dict:
@@ -108,7 +113,8 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--name", required=True, help="Run name: the JSON is <out-dir>/<name>.json.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Change a train_cgan param (repeatable).")
 @click.option("--tstr-every", default=2, show_default=True, help="TSTR proxy every N epochs (and at the last).")
-@click.option("--full-tstr", is_flag=True, help="After the last epoch, also TSTR with the judge's recipe (~9 min on one thread).")
+@click.option("--full-tstr", is_flag=True,
+              help="After the last epoch, also TSTR with the judge's recipe (7-9 min on one thread).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
 @click.option("--data", default="data/prepared/mnist.npz", show_default=True, help="Prepared splits.")
 @click.option("--classifier", default="models/classifier.pt", show_default=True, help="The judge.")

@@ -245,8 +245,8 @@ validation images, and a TSTR proxy (a width-16 classifier, 300 steps on 20,000 
 scored on validation); "TSTR, judge recipe" (`--full-tstr`, last epoch only) trains the judge's own
 recipe and step budget on 60,000 samples, as the evaluate stage's TSTR, and scores it on validation.
 Train seconds: one CPU thread, measuring excluded; the runs shared the two cores with one to three
-other jobs, so compare them only roughly. Where the best TSTR-proxy
-epoch differs from the last, both are shown. Rows compare only when the same judge measured them: the
+other jobs, so compare them only roughly. Where the best TSTR-proxy epoch differs from the last, both
+are shown. Rows compare only when the same judge measured them: the
 judge column gives the first 8 hex digits of its sha256 (764ee159 is the width-32 float32 judge, 4 epochs,
 validation 99.48 %, `models/classifier.pt` at commit 2614960; the runs made before the sha256 was
 recorded used it too). The metrics above use today's judge, so compare them with a row only if it was

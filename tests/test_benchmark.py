@@ -1,7 +1,9 @@
 import json
+from types import SimpleNamespace
 
 import torch
 
+from pipeline import ablation
 from pipeline.gan import generator_flops_per_image, load_generator
 from pipeline.models import Classifier, ClassifierConfig
 from pipeline.params import ClassifierParams
@@ -51,14 +53,12 @@ def test_ablation_rejects_unknown_param(tmp_path):
 
 
 def test_judge_recipe_tstr_trains_on_exported_samples_of_every_digit(tiny_checkpoint, params, monkeypatch):
-    from pipeline import ablation
-
     monkeypatch.setattr(ablation, "FULL_TSTR_IMAGES", 40)
     seen = {}
 
     def fake_train(recipe, images, labels, val_images, val_labels, device, total_steps, desc):
         seen.update(recipe=recipe, images=images, labels=labels, total_steps=total_steps)
-        return type("Fit", (), {"best_val_accuracy": 0.5})()
+        return SimpleNamespace(best_val_accuracy=0.5)
 
     monkeypatch.setattr(ablation, "train_classifier", fake_train)
     generator, _ = load_generator(tiny_checkpoint)
