@@ -3,7 +3,8 @@
 \b
 Measures, with the params.yaml defaults:
   * cGAN training images/s (one D step + one G step per batch, after warm-up);
-  * cGAN and judge training images/s in float32 and in bfloat16 (the ``autocast`` param);
+  * cGAN and judge training images/s in float32 and in bfloat16 (the ``autocast`` param; bfloat16 only
+    where the CPU has AVX-512: elsewhere ``autocast`` trains in float32, and the JSON says so);
   * the generator's pure forward pass G(z, y) in images/s (batches of ``--batch-size``, inference
     mode) and its FLOPs per image (``torch.utils.flop_counter``);
   * unless ``--quick``: the training time from scratch until the class-conditional accuracy of
@@ -41,7 +42,7 @@ from pipeline.metrics import class_conditional_accuracy
 from pipeline.models import NUM_CLASSES, Generator
 from pipeline.params import CGANParams, ClassifierParams, load_params
 from pipeline.training import load_classifier, train_classifier
-from pipeline.utils import PipelineError, get_device, write_json
+from pipeline.utils import PipelineError, bfloat16_is_native, get_device, write_json
 
 log = logging.getLogger("pipeline.benchmark")
 
@@ -73,7 +74,8 @@ def _sync(device: torch.device) -> None:
 
 
 def machine_info(device: torch.device) -> dict:
-    """What the figures depend on: CPU model, cores, torch threads, device name, torch version."""
+    """What the figures depend on: CPU model, cores, torch threads, device name, torch version, and whether the
+    device has bfloat16 instructions (without them the ``autocast`` param falls back to float32)."""
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
@@ -82,7 +84,7 @@ def machine_info(device: torch.device) -> dict:
         pass
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "torch": torch.__version__, "platform": platform.platform()}
+            "torch": torch.__version__, "platform": platform.platform(), "bfloat16_native": bfloat16_is_native(device)}
 
 
 @click.command(help=__doc__)
@@ -132,7 +134,7 @@ def main(params_path, data, checkpoint, classifier, out, train_steps, forward_im
         # Both precisions are timed; the default's figure is the one its params select (not timed a third time).
         result["autocast_comparison"] = autocast_comparison(params, all_params.train_classifier, images, labels, dev,
                                                             train_steps)
-        result["cgan_train_autocast"] = params.autocast or "float32"
+        result["cgan_train_autocast"] = params.autocast if params.autocast and bfloat16_is_native(dev) else "float32"
         result["cgan_train_images_per_second"] = \
             result["autocast_comparison"]["cgan_train_images_per_second"][result["cgan_train_autocast"]]
         result["cgan_train_batch_size"] = params.batch_size
@@ -178,16 +180,26 @@ def classifier_train_throughput(recipe: ClassifierParams, images: torch.Tensor, 
 def autocast_comparison(cgan: CGANParams, judge: ClassifierParams, images: torch.Tensor, labels: torch.Tensor,
                         device: torch.device, steps: int) -> dict:
     """Training images/s of the cGAN and of the judge's recipe in float32 and in bfloat16 (``autocast``
-    param, ``torch.autocast``), and their ratio: whether mixed precision pays on this machine."""
+    param, ``torch.autocast``), and their ratio: whether mixed precision pays on this machine.
+
+    On a device without bfloat16 instructions the ``autocast`` param trains in float32
+    (:func:`pipeline.utils.autocast`), so only float32 is timed and ``bfloat16`` and ``ratio`` are None.
+    """
+    native = bfloat16_is_native(device)
     out = {}
     for name, measure in (("cgan", lambda p: cgan_train_throughput(dataclasses.replace(cgan, autocast=p), images,
                                                                    labels, device, steps)),
                           ("judge", lambda p: classifier_train_throughput(dataclasses.replace(judge, autocast=p),
                                                                           images, labels, device, steps))):
-        speeds = {label: round(measure(p), 1) for label, p in (("float32", ""), ("bfloat16", "bfloat16"))}
-        out[f"{name}_train_images_per_second"] = {**speeds, "ratio": round(speeds["bfloat16"] / speeds["float32"], 2)}
-        log.info("%s training: %.0f images/s float32, %.0f bfloat16 (%.2fx)", name, speeds["float32"],
-                 speeds["bfloat16"], speeds["bfloat16"] / speeds["float32"])
+        speeds = {"float32": round(measure(""), 1), "bfloat16": round(measure("bfloat16"), 1) if native else None}
+        ratio = round(speeds["bfloat16"] / speeds["float32"], 2) if native else None
+        out[f"{name}_train_images_per_second"] = {**speeds, "ratio": ratio}
+        if native:
+            log.info("%s training: %.0f images/s float32, %.0f bfloat16 (%.2fx)", name, speeds["float32"],
+                     speeds["bfloat16"], ratio)
+        else:
+            log.info("%s training: %.0f images/s float32 (no bfloat16 instructions: not timed)", name,
+                     speeds["float32"])
     return out
 
 

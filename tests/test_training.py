@@ -6,6 +6,7 @@ import torch
 from pipeline.gan import (TrainingDivergedError, fixed_noise, generator_checkpoint, load_generator, lr_scale,
                           read_training_state, train_cgan)
 from pipeline.training import load_classifier, random_affine, train_classifier
+from pipeline import utils
 from pipeline.utils import PipelineError, save_checkpoint
 from tests.conftest import assert_one_line_error, run_module
 
@@ -43,13 +44,30 @@ def test_mixed_precision_training_is_deterministic_and_keeps_float32_weights(par
         assert torch.equal(tensor, fits[1].model.state_dict()[name]), name
 
 
-def test_bfloat16_changes_the_arithmetic(params):
-    """The param is not a no-op: bfloat16 products round differently from float32 ones."""
+def test_bfloat16_changes_the_arithmetic(params, monkeypatch):
+    """The param is not a no-op: bfloat16 products round differently from float32 ones (forced on here, so
+    the test also runs on a CPU that only emulates bfloat16)."""
+    monkeypatch.setattr(utils, "bfloat16_is_native", lambda device: True)
     images = torch.rand(32, 1, 28, 28) * 2 - 1
     labels = torch.arange(32) % 10
     weights = [train_cgan(dataclasses.replace(_tiny_cgan(params), autocast=p), images, labels, torch.device("cpu"))[0]
                for p in ("", "bfloat16")]
     assert not torch.equal(weights[0].upsample[-2].weight, weights[1].upsample[-2].weight)
+
+
+def test_bfloat16_falls_back_to_float32_without_bfloat16_instructions(params, monkeypatch, caplog):
+    """Emulated bfloat16 trained 11x slower than float32 on an AVX2-only CPU: there the param means float32."""
+    monkeypatch.setattr(utils, "bfloat16_is_native", lambda device: False)
+    utils._warn_bfloat16_emulated.cache_clear()
+    images = torch.rand(32, 1, 28, 28) * 2 - 1
+    labels = torch.arange(32) % 10
+    with caplog.at_level("WARNING", logger="pipeline.utils"):
+        weights = [train_cgan(dataclasses.replace(_tiny_cgan(params), autocast=p), images, labels,
+                              torch.device("cpu"))[0] for p in ("", "bfloat16")]
+    assert torch.equal(weights[0].upsample[-2].weight, weights[1].upsample[-2].weight)
+    warnings = [r.getMessage() for r in caplog.records if "bfloat16" in r.getMessage()]
+    assert len(warnings) == 1 and "float32 instead" in warnings[0]
+    utils._warn_bfloat16_emulated.cache_clear()
 
 
 @pytest.mark.parametrize("lr_decay_epochs", [0, 2])
