@@ -13,7 +13,6 @@ Not a DVC stage: each run costs minutes to hours.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import asdict
@@ -29,7 +28,7 @@ from pipeline.data import load_splits, to_tensor, to_uint8
 from pipeline.gan import EpochLog, sample, train_cgan
 from pipeline.metrics import class_conditional_accuracy, frechet_distance, precision_recall_density_coverage
 from pipeline.models import NUM_CLASSES, Generator
-from pipeline.params import ClassifierParams, ParamsError, load_params
+from pipeline.params import ClassifierParams, ParamsError, load_params, params_from_dict
 from pipeline.training import load_classifier, predict, steps_per_epoch, train_classifier
 from pipeline.utils import get_device, sha256_file, write_json
 
@@ -125,16 +124,10 @@ def main(name, overrides, tstr_every, full_tstr, params_path, data, classifier, 
         if threads > 0:
             torch.set_num_threads(threads)
         all_params = load_params(params_path)
-        base = all_params.train_cgan
-        try:
-            changes = parse_overrides(overrides)
-            params = dataclasses.replace(base, **changes)
-            for key, value in changes.items():  # --set values bypass params.yaml's loader: same type check
-                expected = type(getattr(base, key))
-                if type(value) is not expected and not (expected is float and type(value) is int):
-                    raise ParamsError(f"--set {key}: expected {expected.__name__}, got {value!r}")
-        except TypeError as error:
-            raise ParamsError(f"--set: {error}") from None
+        changes = parse_overrides(overrides)
+        raw = asdict(all_params)  # --set values go through params.yaml's own loader and its checks
+        raw["train_cgan"].update(changes)
+        params = params_from_dict(raw).train_cgan
         splits = load_splits(data)
         judge, judge_sha256 = load_classifier(classifier), sha256_file(classifier)
         val_images, val_labels = to_tensor(splits.val_images), torch.from_numpy(splits.val_labels)
