@@ -75,7 +75,7 @@ def _sync(device: torch.device) -> None:
 
 def machine_info(device: torch.device) -> dict:
     """What the figures depend on: CPU model, cores, torch threads, device name, torch version, and whether the
-    device has bfloat16 instructions (without them the ``autocast`` param falls back to float32)."""
+    device has fast bfloat16 kernels (without them the ``autocast`` param falls back to float32)."""
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
@@ -182,7 +182,7 @@ def autocast_comparison(cgan: CGANParams, judge: ClassifierParams, images: torch
     """Training images/s of the cGAN and of the judge's recipe in float32 and in bfloat16 (``autocast``
     param, ``torch.autocast``), and their ratio: whether mixed precision pays on this machine.
 
-    On a device without bfloat16 instructions the ``autocast`` param trains in float32
+    On a device without fast bfloat16 kernels (a CPU without AVX-512) the ``autocast`` param trains in float32
     (:func:`pipeline.utils.autocast`), so only float32 is timed and ``bfloat16`` and ``ratio`` are None.
     """
     native = bfloat16_is_native(device)
@@ -198,7 +198,7 @@ def autocast_comparison(cgan: CGANParams, judge: ClassifierParams, images: torch
             log.info("%s training: %.0f images/s float32, %.0f bfloat16 (%.2fx)", name, speeds["float32"],
                      speeds["bfloat16"], ratio)
         else:
-            log.info("%s training: %.0f images/s float32 (no bfloat16 instructions: not timed)", name,
+            log.info("%s training: %.0f images/s float32 (bfloat16 not timed: no fast bfloat16 kernels here)", name,
                      speeds["float32"])
     return out
 

@@ -3,10 +3,10 @@ import dataclasses
 import pytest
 import torch
 
+from pipeline import utils
 from pipeline.gan import (TrainingDivergedError, fixed_noise, generator_checkpoint, load_generator, lr_scale,
                           read_training_state, train_cgan)
 from pipeline.training import load_classifier, random_affine, train_classifier
-from pipeline import utils
 from pipeline.utils import PipelineError, save_checkpoint
 from tests.conftest import assert_one_line_error, run_module
 
@@ -55,7 +55,7 @@ def test_bfloat16_changes_the_arithmetic(params, monkeypatch):
     assert not torch.equal(weights[0].upsample[-2].weight, weights[1].upsample[-2].weight)
 
 
-def test_bfloat16_falls_back_to_float32_without_bfloat16_instructions(params, monkeypatch, caplog):
+def test_bfloat16_falls_back_to_float32_without_fast_bfloat16_kernels(params, monkeypatch, caplog):
     """Emulated bfloat16 trained 11x slower than float32 on an AVX2-only CPU: there the param means float32."""
     monkeypatch.setattr(utils, "bfloat16_is_native", lambda device: False)
     utils._warn_bfloat16_emulated.cache_clear()
