@@ -15,7 +15,7 @@ Measures, with the params.yaml defaults:
     and its peak memory (the sum of the RSS of its processes, sampled every 0.1 s: an upper bound, as
     the writer shares pages with its parent). ``--export-only`` skips the training figures and keeps
     those already in ``--out``.
-Figures depend on the machine, so the JSON records it (CPU model, threads, device, torch).
+Figures depend on the machine, so the JSON records it (CPU model, threads, device, torch, whether bfloat16 is native).
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ def main(params_path, data, checkpoint, classifier, out, train_steps, forward_im
         # Both precisions are timed; the default's figure is the one its params select (not timed a third time).
         result["autocast_comparison"] = autocast_comparison(params, all_params.train_classifier, images, labels, dev,
                                                             train_steps)
-        result["cgan_train_autocast"] = params.autocast if params.autocast and bfloat16_is_native(dev) else "float32"
+        result["cgan_train_autocast"] = params.autocast if params.autocast and result["machine"]["bfloat16_native"] \
+            else "float32"
         result["cgan_train_images_per_second"] = \
             result["autocast_comparison"]["cgan_train_images_per_second"][result["cgan_train_autocast"]]
         result["cgan_train_batch_size"] = params.batch_size
