@@ -114,7 +114,7 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--tstr-every", default=2, show_default=True, help="TSTR proxy every N epochs (and at the last).")
 @click.option("--full-tstr", is_flag=True,
               help="After the last epoch, also TSTR with the judge's recipe (7-9 min on one thread with fast "
-                   "bfloat16 kernels, 26-33 min on an AVX2-only CPU).")
+                   "bfloat16 kernels, 25-33 min on an AVX2-only CPU).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
 @click.option("--data", default="data/prepared/mnist.npz", show_default=True, help="Prepared splits.")
 @click.option("--classifier", default="models/classifier.pt", show_default=True, help="The judge.")
