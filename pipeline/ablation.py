@@ -7,8 +7,10 @@ samples of the (EMA) generator: class-conditional accuracy by the judge, FID, re
 TSTR proxy (a small classifier trained on 20k synthetic images, scored on validation); with
 ``--full-tstr``, after the last epoch also TSTR with the judge's own recipe (60,000 synthetic images,
 the judge's step budget), scored on validation. Training seconds exclude the measuring. One JSON per
-run goes to ``reports/ablation/<name>.json``; the report stage turns them into the ablation table.
-Not a DVC stage: each run costs minutes to hours.
+run goes to ``reports/ablation/<name>.json``, with the machine it ran on (CPU model, SIMD level,
+threads, whether bfloat16 is native: the same run trained about 3.4x slower on an AVX2-only CPU than
+on an AVX-512 one); the report stage turns them into the ablation table. Not a DVC stage: each run
+costs minutes to hours.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import yaml
 from pipeline.cli import run, user_errors
 from pipeline.data import load_splits, to_tensor, to_uint8
 from pipeline.gan import EpochLog, sample, train_cgan
+from pipeline.machine import machine_info
 from pipeline.metrics import class_conditional_accuracy, frechet_distance, precision_recall_density_coverage
 from pipeline.models import NUM_CLASSES, Generator
 from pipeline.params import ClassifierParams, ParamsError, load_params, params_from_dict
@@ -133,6 +136,7 @@ def main(name, overrides, tstr_every, full_tstr, params_path, data, classifier, 
         judge, judge_sha256 = load_classifier(classifier), sha256_file(classifier)
         val_images, val_labels = to_tensor(splits.val_images), torch.from_numpy(splits.val_labels)
         val_features = predict(judge, val_images)[1].numpy()
+        machine = machine_info(torch.device("cpu"))
         rows, clock = [], {"train": 0.0, "last": time.perf_counter()}
 
         def on_epoch(entry: EpochLog, generator: Generator) -> None:
@@ -147,7 +151,7 @@ def main(name, overrides, tstr_every, full_tstr, params_path, data, classifier, 
             log.info("%s %s", name, {k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()})
             write_json(Path(out_dir) / f"{name}.json", {
                 "name": name, "overrides": changes, "params": asdict(params),
-                "threads": torch.get_num_threads(), "epochs": rows,
+                "threads": torch.get_num_threads(), "machine": machine, "epochs": rows,
                 "measured_on": "validation split (5,000 held-out train images); judge = " + classifier,
                 "judge_sha256": judge_sha256,
             })

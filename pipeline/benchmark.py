@@ -23,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,7 @@ from pipeline.ablation import PER_CLASS, judged_samples
 from pipeline.cli import run, user_errors
 from pipeline.data import load_splits, to_tensor
 from pipeline.gan import generator_flops_per_image, load_generator, train_cgan
+from pipeline.machine import machine_info
 from pipeline.metrics import class_conditional_accuracy
 from pipeline.models import NUM_CLASSES, Generator
 from pipeline.params import CGANParams, ClassifierParams, load_params
@@ -71,20 +70,6 @@ def generator_throughput(generator: Generator, device: torch.device, images: int
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def machine_info(device: torch.device) -> dict:
-    """What the figures depend on: CPU model, cores, torch threads, device name, torch version, and whether the
-    device has fast bfloat16 kernels (without them the ``autocast`` param falls back to float32)."""
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "torch": torch.__version__, "platform": platform.platform(), "bfloat16_native": bfloat16_is_native(device)}
 
 
 @click.command(help=__doc__)

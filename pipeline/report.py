@@ -73,23 +73,37 @@ PARAMS_BEFORE_THEY_EXISTED = {"autocast": "", "mode_seeking": 0.0, "g_conditiona
                              "lr_decay_epochs": 0}
 
 
+def machine_cell(run_: dict) -> str:
+    """Where an ablation run trained: ``"<cpu>, <SIMD level>, <float32|bfloat16>"`` from the run's ``machine``
+    (:func:`pipeline.machine.machine_info`; bfloat16 only where the run asked for it and the CPU has fast
+    bfloat16 kernels, as :func:`pipeline.utils.autocast` decides), or ``"not recorded"`` for runs made before it was stored."""
+    machine = run_.get("machine")
+    if not machine:
+        return "not recorded"
+    native = machine.get("bfloat16_native")
+    precision = "bfloat16" if run_["params"].get("autocast") == "bfloat16" and native else "float32"
+    return f"{machine.get('cpu', '?')}, {machine.get('cpu_capability', '?')}, {precision}"
+
+
 def render_ablation(runs: list[dict], current: dict) -> str:
     """Markdown table of ablation runs (``pipeline.ablation`` JSONs): each run's last epoch and the
     epoch with the best TSTR proxy (and the epoch today's default stops at, when the run went on), all
-    on the validation split, with 1-thread training seconds and the first 8 hex digits of the sha256 of the
+    on the validation split, with 1-thread training seconds, the machine they were measured on
+    (:func:`machine_cell`: they differ about 3.4x between CPUs) and the first 8 hex digits of the sha256 of the
     judge that measured the run (``judge_sha256``), so rows measured by different judges stand out.
     ``current``: today's ``train_cgan`` params; the "change" column is each run's difference from them."""
     if not runs:
         return "_No ablation runs in `reports/ablation/`._"
-    head = ("| run | difference from params.yaml | epoch | train s | " + " | ".join(c for c, _ in ABLATION_COLUMNS.values())
-            + " | judge |")
-    rows = [head, "|" + " --- |" * (5 + len(ABLATION_COLUMNS))]
+    head = ("| run | difference from params.yaml | epoch | train s | machine | "
+            + " | ".join(c for c, _ in ABLATION_COLUMNS.values()) + " | judge |")
+    rows = [head, "|" + " --- |" * (6 + len(ABLATION_COLUMNS))]
     for run_ in sorted(runs, key=lambda r: r["name"]):
         run_params = {**{k: v for k, v in PARAMS_BEFORE_THEY_EXISTED.items() if k in current}, **run_["params"]}
         change = ", ".join(f"{k}={v!r}" if v == "" else f"{k}={v}" for k, v in run_params.items()
                            if k != "epochs" and current.get(k) != v) or "(none: the default)"
         if run_.get("note"):
             change += f" ({run_['note']})"
+        machine = machine_cell(run_)
         with_tstr = [e for e in run_["epochs"] if "tstr_proxy_val" in e]
         shown = [run_["epochs"][-1]]
         if with_tstr:
@@ -102,8 +116,8 @@ def render_ablation(runs: list[dict], current: dict) -> str:
         for e in shown:
             cells = [fmt(e[k]) if k in e else "" for k, (_, fmt) in ABLATION_COLUMNS.items()]
             judge = run_.get("judge_sha256", "")[:8] or "not recorded"
-            rows.append(f"| {run_['name']} | {change} | {e['epoch']} | {e['train_seconds']:.0f} | " + " | ".join(cells)
-                        + f" | {judge} |")
+            rows.append(f"| {run_['name']} | {change} | {e['epoch']} | {e['train_seconds']:.0f} | {machine} | "
+                        + " | ".join(cells) + f" | {judge} |")
     return "\n".join(rows)
 
 
@@ -245,7 +259,9 @@ validation images, and a TSTR proxy (a width-16 classifier, 300 steps on 20,000 
 scored on validation); "TSTR, judge recipe" (`--full-tstr`, last epoch only) trains the judge's own
 recipe and step budget on 60,000 samples, as the evaluate stage's TSTR, and scores it on validation.
 Train seconds: one CPU thread, measuring excluded; the runs shared the two cores with one to three
-other jobs, so compare them only roughly. Where the best TSTR-proxy epoch differs from the last, both
+other jobs, so compare them only roughly, and only between rows of one machine: the machine column
+gives the CPU, its SIMD level and the precision the run trained in (float32 trained about 3.4 × slower
+on the AVX2-only CPU than bfloat16 on the AVX-512 one; "not recorded" for runs made before it was stored). Where the best TSTR-proxy epoch differs from the last, both
 are shown. Rows compare only when the same judge measured them: the
 judge column gives the first 8 hex digits of its sha256 (764ee159 is the width-32 float32 judge, 4 epochs,
 validation 99.48 %, `models/classifier.pt` at commit 2614960; the runs made before the sha256 was

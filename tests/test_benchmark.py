@@ -73,3 +73,20 @@ def test_judge_recipe_tstr_trains_on_exported_samples_of_every_digit(tiny_checkp
     assert seen["images"].shape == (40, 1, 28, 28) and seen["labels"].tolist() == list(range(10)) * 4
     # the samples are stored as uint8 in an export: 256 grey levels in [-1, 1]
     assert torch.equal(seen["images"], ablation.to_tensor(ablation.to_uint8(seen["images"])))
+
+
+def test_ablation_run_writes_its_epochs_and_the_machine_it_ran_on(tiny_project):
+    judge = tiny_project / "judge.pt"
+    recipe = ClassifierParams(seed=0, width=4, dropout=0.0, epochs=1, batch_size=8, lr=0.01, weight_decay=0.0,
+                              aug_degrees=0.0, aug_translate=0.0, aug_scale=0.0, autocast="")
+    torch.save(classifier_checkpoint(Classifier(ClassifierConfig(width=4)), recipe, 0), judge)
+    result = run_module("pipeline.ablation", "--name", "tiny", "--set", "epochs=1", "--set", "lr_g=0.001",
+                        "--params", str(tiny_project / "params.yaml"), "--data", str(tiny_project / "mnist.npz"),
+                        "--classifier", str(judge), "--out-dir", str(tiny_project / "ablation"), "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    run = json.loads((tiny_project / "ablation" / "tiny.json").read_text())
+    assert run["overrides"] == {"epochs": 1, "lr_g": 0.001} and run["params"]["lr_g"] == 0.001
+    assert [e["epoch"] for e in run["epochs"]] == [1] and 0.0 <= run["epochs"][0]["tstr_proxy_val"] <= 1.0
+    assert run["threads"] == 1 and run["machine"]["torch_threads"] == 1 and run["machine"]["device"] == "cpu"
+    assert run["machine"]["bfloat16_native"] == bfloat16_is_native(torch.device("cpu"))
+    assert run["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()

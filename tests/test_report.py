@@ -1,3 +1,8 @@
+import json
+
+import torch
+
+from pipeline.machine import machine_info
 from pipeline.report import render_ablation
 
 
@@ -14,12 +19,12 @@ def test_ablation_table_shows_difference_from_current_params_and_best_tstr_epoch
                                 {"class_conditional_accuracy": 0.8, "tstr_proxy_val": 0.85}]),
     ]
     table = render_ablation(runs, current={"lr_g": 0.0002, "epochs": 7, "seed": 2}).splitlines()
-    assert table[0].startswith("| run | difference from params.yaml | epoch | train s |")
+    assert table[0].startswith("| run | difference from params.yaml | epoch | train s | machine |")
     rows = [line for line in table[2:]]
-    assert rows[0].startswith("| baseline | (none: the default) | 1 | 100 |")  # best TSTR proxy epoch
-    assert rows[1].startswith("| baseline | (none: the default) | 2 | 200 | 95.00 %")  # last epoch
-    assert rows[2].startswith("| slow_g | lr_g=0.0001 | 1 | 100 | 70.00 %")
-    assert rows[3].startswith("| slow_g | lr_g=0.0001 | 2 | 200 | 80.00 %")
+    assert rows[0].startswith("| baseline | (none: the default) | 1 | 100 | not recorded |")  # best TSTR proxy epoch
+    assert rows[1].startswith("| baseline | (none: the default) | 2 | 200 | not recorded | 95.00 %")  # last epoch
+    assert rows[2].startswith("| slow_g | lr_g=0.0001 | 1 | 100 | not recorded | 70.00 %")
+    assert rows[3].startswith("| slow_g | lr_g=0.0001 | 2 | 200 | not recorded | 80.00 %")
     assert render_ablation([], {}).startswith("_No ablation runs")
 
 
@@ -29,9 +34,9 @@ def test_ablation_table_names_params_older_runs_predate_and_shows_the_default_ep
     new["params"]["autocast"] = "bfloat16"
     table = render_ablation([old, new], current={"lr_g": 0.0002, "epochs": 2, "seed": 2, "autocast": "bfloat16"})
     rows = table.splitlines()[2:]
-    assert rows[0].startswith("| long | (none: the default) | 2 | 200 | 60.00 %")  # where the default stops
-    assert rows[1].startswith("| long | (none: the default) | 4 | 400 | 80.00 %")  # its last epoch
-    assert rows[2].startswith("| old | autocast='' | 1 | 100 | 90.00 %")  # float32, before the param
+    assert rows[0].startswith("| long | (none: the default) | 2 | 200 | not recorded | 60.00 %")  # where the default stops
+    assert rows[1].startswith("| long | (none: the default) | 4 | 400 | not recorded | 80.00 %")  # its last epoch
+    assert rows[2].startswith("| old | autocast='' | 1 | 100 | not recorded | 90.00 %")  # float32, before the param
     assert rows[2].endswith("| not recorded |") and rows[0].endswith("| not recorded |")
 
 
@@ -47,3 +52,20 @@ def test_ablation_table_has_a_column_for_the_judge_recipe_tstr():
     table = render_ablation([run], current={"lr_g": 0.0002, "epochs": 1, "seed": 2}).splitlines()
     assert "| TSTR proxy | TSTR, judge recipe | judge |" in table[0]
     assert table[2].endswith("| 95.00 % | 97.64 % | not recorded |")
+
+
+def test_ablation_table_says_which_cpu_and_precision_trained_each_run():
+    """Train seconds differ ~3.4x between an AVX-512 CPU (bfloat16) and an AVX2-only one (float32)."""
+    machine = json.loads(json.dumps(machine_info(torch.device("cpu"))))  # as stored in the run JSON
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and machine["cpu_count"] >= 1
+    runs = []
+    for name, autocast, native in [("fast", "bfloat16", True), ("emulated", "bfloat16", False), ("fp32", "", True)]:
+        run = _run(name, 0.0002, [{"class_conditional_accuracy": 0.9}])
+        run["params"]["autocast"] = autocast
+        run["machine"] = {**machine, "cpu": "Some CPU", "cpu_capability": "AVX512", "bfloat16_native": native}
+        runs.append(run)
+    rows = render_ablation(runs, current={"lr_g": 0.0002, "epochs": 1, "seed": 2, "autocast": "bfloat16"}).splitlines()
+    assert rows[0].startswith("| run | difference from params.yaml | epoch | train s | machine | class-cond. acc.")
+    assert rows[2].startswith("| emulated | (none: the default) | 1 | 100 | Some CPU, AVX512, float32 | 90.00 %")
+    assert rows[3].startswith("| fast | (none: the default) | 1 | 100 | Some CPU, AVX512, bfloat16 | 90.00 %")
+    assert rows[4].startswith("| fp32 | autocast='' | 1 | 100 | Some CPU, AVX512, float32 | 90.00 %")
