@@ -261,8 +261,8 @@ recipe and step budget on 60,000 samples, as the evaluate stage's TSTR, and scor
 Train seconds: one CPU thread, measuring excluded; the runs shared the two cores with one to three
 other jobs, so compare them only roughly, and only between rows of one machine: the machine column
 gives the CPU, its SIMD level and the precision the run trained in (float32 trained about 3.4 × slower
-on the AVX2-only CPU than bfloat16 on the AVX-512 one; "not recorded" for runs made before it was stored). Where the best TSTR-proxy epoch differs from the last, both
-are shown. Rows compare only when the same judge measured them: the
+on the AVX2-only CPU than bfloat16 on the AVX-512 one; "not recorded" for runs made before it was
+stored). Where the best TSTR-proxy epoch differs from the last, both are shown. Rows compare only when the same judge measured them: the
 judge column gives the first 8 hex digits of its sha256 (764ee159 is the width-32 float32 judge, 4 epochs,
 validation 99.48 %, `models/classifier.pt` at commit 2614960; the runs made before the sha256 was
 recorded used it too). The metrics above use today's judge, so compare them with a row only if it was
