@@ -15,7 +15,8 @@ Measures, with the params.yaml defaults:
     and its peak memory (the sum of the RSS of its processes, sampled every 0.1 s: an upper bound, as
     the writer shares pages with its parent). ``--export-only`` skips the training figures and keeps
     those already in ``--out``.
-Figures depend on the machine, so the JSON records it (CPU model, threads, device, torch, whether bfloat16 is native).
+Figures depend on the machine, so the JSON records it (``pipeline.machine.machine_info``: CPU model and SIMD
+level, threads, device, torch, whether bfloat16 is native).
 """
 
 from __future__ import annotations

@@ -76,7 +76,8 @@ PARAMS_BEFORE_THEY_EXISTED = {"autocast": "", "mode_seeking": 0.0, "g_conditiona
 def machine_cell(run_: dict) -> str:
     """Where an ablation run trained: ``"<cpu>, <SIMD level>, <float32|bfloat16>"`` from the run's ``machine``
     (:func:`pipeline.machine.machine_info`; bfloat16 only where the run asked for it and the CPU has fast
-    bfloat16 kernels, as :func:`pipeline.utils.autocast` decides), or ``"not recorded"`` for runs made before it was stored."""
+    bfloat16 kernels, as :func:`pipeline.utils.autocast` decides), or ``"not recorded"`` for runs made
+    before it was stored."""
     machine = run_.get("machine")
     if not machine:
         return "not recorded"
