@@ -137,6 +137,9 @@ def main(name, overrides, tstr_every, full_tstr, params_path, data, classifier, 
         val_images, val_labels = to_tensor(splits.val_images), torch.from_numpy(splits.val_labels)
         val_features = predict(judge, val_images)[1].numpy()
         machine = machine_info(torch.device("cpu"))
+        images, labels = to_tensor(splits.train_images), torch.from_numpy(splits.train_labels)
+        if params.max_train_images > 0:  # as the train_cgan stage caps them
+            images, labels = images[: params.max_train_images], labels[: params.max_train_images]
         rows, clock = [], {"train": 0.0, "last": time.perf_counter()}
 
         def on_epoch(entry: EpochLog, generator: Generator) -> None:
@@ -151,14 +154,14 @@ def main(name, overrides, tstr_every, full_tstr, params_path, data, classifier, 
             log.info("%s %s", name, {k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()})
             write_json(Path(out_dir) / f"{name}.json", {
                 "name": name, "overrides": changes, "params": asdict(params),
-                "threads": torch.get_num_threads(), "machine": machine, "epochs": rows,
+                "threads": torch.get_num_threads(), "machine": machine,
+                "train_images": len(images), "epochs": rows,
                 "measured_on": "validation split (5,000 held-out train images); judge = " + classifier,
                 "judge_sha256": judge_sha256,
             })
             clock["last"] = time.perf_counter()
 
-        train_cgan(params, to_tensor(splits.train_images), torch.from_numpy(splits.train_labels),
-                   get_device("cpu"), on_epoch=on_epoch)
+        train_cgan(params, images, labels, get_device("cpu"), on_epoch=on_epoch)
 
 
 if __name__ == "__main__":

@@ -80,13 +80,14 @@ def test_ablation_run_writes_its_epochs_and_the_machine_it_ran_on(tiny_project):
     recipe = ClassifierParams(seed=0, width=4, dropout=0.0, epochs=1, batch_size=8, lr=0.01, weight_decay=0.0,
                               aug_degrees=0.0, aug_translate=0.0, aug_scale=0.0, autocast="")
     torch.save(classifier_checkpoint(Classifier(ClassifierConfig(width=4)), recipe, 0), judge)
-    result = run_module("pipeline.ablation", "--name", "tiny", "--set", "epochs=1", "--set", "lr_g=0.001",
+    result = run_module("pipeline.ablation", "--name", "tiny", "--set", "epochs=1", "--set", "max_train_images=320",
                         "--params", str(tiny_project / "params.yaml"), "--data", str(tiny_project / "mnist.npz"),
                         "--classifier", str(judge), "--out-dir", str(tiny_project / "ablation"), "--threads", "1")
     assert result.returncode == 0, result.stderr
     run = json.loads((tiny_project / "ablation" / "tiny.json").read_text())
-    assert run["overrides"] == {"epochs": 1, "lr_g": 0.001} and run["params"]["lr_g"] == 0.001
+    assert run["overrides"] == {"epochs": 1, "max_train_images": 320} and run["params"]["max_train_images"] == 320
     assert [e["epoch"] for e in run["epochs"]] == [1] and 0.0 <= run["epochs"][0]["tstr_proxy_val"] <= 1.0
+    assert run["train_images"] == 320  # of the tiny project's 1,600: the cap applies as in the train_cgan stage
     assert run["threads"] == 1 and run["machine"]["torch_threads"] == 1 and run["machine"]["device"] == "cpu"
     assert run["machine"]["bfloat16_native"] == bfloat16_is_native(torch.device("cpu"))
     assert run["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
