@@ -37,7 +37,7 @@ from pipeline.ablation import PER_CLASS, judged_samples
 from pipeline.cli import run, user_errors
 from pipeline.data import load_splits, to_tensor
 from pipeline.gan import generator_flops_per_image, load_generator, train_cgan
-from pipeline.machine import machine_info
+from pipeline.machine import machine_info, training_precision
 from pipeline.metrics import class_conditional_accuracy
 from pipeline.models import NUM_CLASSES, Generator
 from pipeline.params import CGANParams, ClassifierParams, load_params
@@ -120,8 +120,7 @@ def main(params_path, data, checkpoint, classifier, out, train_steps, forward_im
         # Both precisions are timed; the default's figure is the one its params select (not timed a third time).
         result["autocast_comparison"] = autocast_comparison(params, all_params.train_classifier, images, labels, dev,
                                                             train_steps)
-        result["cgan_train_autocast"] = params.autocast if params.autocast and result["machine"]["bfloat16_native"] \
-            else "float32"
+        result["cgan_train_autocast"] = training_precision(params.autocast, result["machine"]["bfloat16_native"])
         result["cgan_train_images_per_second"] = \
             result["autocast_comparison"]["cgan_train_images_per_second"][result["cgan_train_autocast"]]
         result["cgan_train_batch_size"] = params.batch_size

@@ -1,7 +1,7 @@
 """What a timing or a float-precision-dependent figure depends on: the machine it was measured on.
 
 Used by ``pipeline.benchmark`` and ``pipeline.ablation`` (neither is a DVC stage), so that every JSON of
-measured seconds says which CPU, threads and kernels produced them.
+measured seconds says which CPU, threads and kernels produced them, and by the report to read them back.
 """
 
 from __future__ import annotations
@@ -35,3 +35,10 @@ def machine_info(device: torch.device) -> dict:
             "torch_threads": torch.get_num_threads(), "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "torch": torch.__version__, "platform": platform.platform(), "bfloat16_native": bfloat16_is_native(device)}
+
+
+def training_precision(autocast: str, bfloat16_native: bool) -> str:
+    """The precision a training run with the ``autocast`` param (``""`` or ``"bfloat16"``) actually ran in:
+    ``"bfloat16"`` only where it was asked for and the device has fast bfloat16 kernels, else ``"float32"``
+    (the fallback of :func:`pipeline.utils.autocast`)."""
+    return "bfloat16" if autocast == "bfloat16" and bfloat16_native else "float32"

@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 
 from pipeline.cli import run, user_errors  # noqa: E402
 from pipeline.gan import fixed_noise, generator_flops_per_image, load_generator, sample, save_grid  # noqa: E402
+from pipeline.machine import training_precision  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
 from pipeline.utils import atomic_path  # noqa: E402
 
@@ -75,14 +76,12 @@ PARAMS_BEFORE_THEY_EXISTED = {"autocast": "", "mode_seeking": 0.0, "g_conditiona
 
 def machine_cell(run_: dict) -> str:
     """Where an ablation run trained: ``"<cpu>, <SIMD level>, <float32|bfloat16>"`` from the run's ``machine``
-    (:func:`pipeline.machine.machine_info`; bfloat16 only where the run asked for it and the CPU has fast
-    bfloat16 kernels, as :func:`pipeline.utils.autocast` decides), or ``"not recorded"`` for runs made
-    before it was stored."""
+    (:func:`pipeline.machine.machine_info`; the precision from :func:`pipeline.machine.training_precision`),
+    or ``"not recorded"`` for runs made before it was stored."""
     machine = run_.get("machine")
     if not machine:
         return "not recorded"
-    native = machine.get("bfloat16_native")
-    precision = "bfloat16" if run_["params"].get("autocast") == "bfloat16" and native else "float32"
+    precision = training_precision(run_["params"].get("autocast", ""), machine.get("bfloat16_native", False))
     return f"{machine.get('cpu', '?')}, {machine.get('cpu_capability', '?')}, {precision}"
 
 
@@ -105,6 +104,7 @@ def render_ablation(runs: list[dict], current: dict) -> str:
         if run_.get("note"):
             change += f" ({run_['note']})"
         machine = machine_cell(run_)
+        judge = run_.get("judge_sha256", "")[:8] or "not recorded"
         with_tstr = [e for e in run_["epochs"] if "tstr_proxy_val" in e]
         shown = [run_["epochs"][-1]]
         if with_tstr:
@@ -116,7 +116,6 @@ def render_ablation(runs: list[dict], current: dict) -> str:
         shown.sort(key=lambda e: e["epoch"])
         for e in shown:
             cells = [fmt(e[k]) if k in e else "" for k, (_, fmt) in ABLATION_COLUMNS.items()]
-            judge = run_.get("judge_sha256", "")[:8] or "not recorded"
             rows.append(f"| {run_['name']} | {change} | {e['epoch']} | {e['train_seconds']:.0f} | {machine} | "
                         + " | ".join(cells) + f" | {judge} |")
     return "\n".join(rows)
@@ -263,11 +262,11 @@ Train seconds: one CPU thread, measuring excluded; the runs shared the two cores
 other jobs, so compare them only roughly, and only between rows of one machine: the machine column
 gives the CPU, its SIMD level and the precision the run trained in (float32 trained about 3.4 × slower
 on the AVX2-only CPU than bfloat16 on the AVX-512 one; "not recorded" for runs made before it was
-stored). Where the best TSTR-proxy epoch differs from the last, both are shown. Rows compare only when the same judge measured them: the
-judge column gives the first 8 hex digits of its sha256 (764ee159 is the width-32 float32 judge, 4 epochs,
-validation 99.48 %, `models/classifier.pt` at commit 2614960; the runs made before the sha256 was
-recorded used it too). The metrics above use today's judge, so compare them with a row only if it was
-measured by the same one.
+stored). Where the best TSTR-proxy epoch differs from the last, both are shown. Rows compare only
+when the same judge measured them: the judge column gives the first 8 hex digits of its sha256
+(764ee159 is the width-32 float32 judge, 4 epochs, validation 99.48 %, `models/classifier.pt` at commit
+2614960; the runs made before the sha256 was recorded used it too). The metrics above use today's
+judge, so compare them with a row only if it was measured by the same one.
 
 {ablation_table}
 
