@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import torch
 
 from pipeline import ablation
-from pipeline.gan import generator_flops_per_image, load_generator
+from pipeline.gan import generator_flops_per_image, load_generator, sample
 from pipeline.models import Classifier, ClassifierConfig
 from pipeline.params import ClassifierParams
 from pipeline.training import classifier_checkpoint
@@ -82,9 +82,13 @@ def test_ablation_run_writes_its_epochs_and_the_machine_it_ran_on(tiny_project):
     torch.save(classifier_checkpoint(Classifier(ClassifierConfig(width=4)), recipe, 0), judge)
     result = run_module("pipeline.ablation", "--name", "tiny", "--set", "epochs=1", "--set", "max_train_images=320",
                         "--params", str(tiny_project / "params.yaml"), "--data", str(tiny_project / "mnist.npz"),
-                        "--classifier", str(judge), "--out-dir", str(tiny_project / "ablation"), "--threads", "1")
+                        "--classifier", str(judge), "--out-dir", str(tiny_project / "ablation"), "--threads", "1",
+                        "--save-generators", str(tiny_project / "generators"))
     assert result.returncode == 0, result.stderr
     run = json.loads((tiny_project / "ablation" / "tiny.json").read_text())
+    generator, checkpoint = load_generator(tiny_project / "generators" / "tiny_epoch1.pt")  # the EMA G, usable
+    assert checkpoint["epoch"] == 1 and checkpoint["params"] == run["params"]
+    assert sample(generator, torch.zeros(2, generator.config.z_dim), torch.tensor([3, 7])).shape == (2, 1, 28, 28)
     assert run["overrides"] == {"epochs": 1, "max_train_images": 320} and run["params"]["max_train_images"] == 320
     assert [e["epoch"] for e in run["epochs"]] == [1] and 0.0 <= run["epochs"][0]["tstr_proxy_val"] <= 1.0
     assert run["train_images"] == 320  # of the tiny project's 1,600: the cap applies as in the train_cgan stage
