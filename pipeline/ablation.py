@@ -136,6 +136,8 @@ def main(name, overrides, tstr_every, full_tstr, params_path, data, classifier, 
         raw = asdict(all_params)  # --set values go through params.yaml's own loader and its checks
         raw["train_cgan"].update(changes)
         params = params_from_dict(raw).train_cgan
+        if generators_dir:  # fail now, not after the first epoch, if the folder cannot be made
+            Path(generators_dir).mkdir(parents=True, exist_ok=True)
         splits = load_splits(data)
         judge, judge_sha256 = load_classifier(classifier), sha256_file(classifier)
         val_images, val_labels = to_tensor(splits.val_images), torch.from_numpy(splits.val_labels)

@@ -55,6 +55,11 @@ def test_ablation_rejects_unknown_param(tmp_path):
     assert_one_line_error(result, "no_such_param")
     assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--set", "oops"), "key=value")
     assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--set", "epochs=abc"), "epochs", "int")
+    (tmp_path / "a_file").write_text("")
+    result = run_module("pipeline.ablation", "--name", "x", "--save-generators", str(tmp_path / "a_file"),
+                        "--out-dir", str(tmp_path))
+    assert_one_line_error(result, "a_file")  # before any training: nothing written
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_judge_recipe_tstr_trains_on_exported_samples_of_every_digit(tiny_checkpoint, params, monkeypatch):
