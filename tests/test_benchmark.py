@@ -80,7 +80,7 @@ def test_judge_recipe_tstr_trains_on_exported_samples_of_every_digit(tiny_checkp
     assert torch.equal(seen["images"], ablation.to_tensor(ablation.to_uint8(seen["images"])))
 
 
-def test_ablation_run_writes_its_epochs_and_the_machine_it_ran_on(tiny_project):
+def test_ablation_run_writes_its_epochs_the_machine_and_a_usable_generator_per_epoch(tiny_project):
     judge = tiny_project / "judge.pt"
     recipe = ClassifierParams(seed=0, width=4, dropout=0.0, epochs=1, batch_size=8, lr=0.01, weight_decay=0.0,
                               aug_degrees=0.0, aug_translate=0.0, aug_scale=0.0, autocast="")
