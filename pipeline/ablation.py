@@ -11,10 +11,19 @@ run goes to ``reports/ablation/<name>.json``, with the machine it ran on (CPU mo
 threads, whether bfloat16 is native: the same run trained about 3.4x slower on an AVX2-only CPU than
 on an AVX-512 one); the report stage turns them into the ablation table. Not a DVC stage: each run
 costs minutes to hours.
+
+``--generator PATH`` measures a saved generator instead of training one (``models/generator.pt``, or a
+``--save-generators`` file), and two sampling-time choices that need no retraining can be measured
+with either: ``--latent-scale s`` samples G(s * z, y) (s < 1 is the truncation direction of Brock et al.
+2019, s > 1 widens the samples), and ``--standing-stats N`` replaces the generator's BatchNorm running
+statistics (with an EMA generator, the live generator's, copied each step) by their average over N
+train-mode batches of the EMA generator's own samples ("standing statistics", Brock et al. 2019, BigGAN,
+appendix C.1). Neither changes what the ``generate`` stage writes.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import asdict
@@ -24,10 +33,11 @@ import click
 import numpy as np
 import torch
 import yaml
+from torch import nn
 
 from pipeline.cli import run, user_errors
 from pipeline.data import load_splits, to_tensor, to_uint8
-from pipeline.gan import EpochLog, generator_checkpoint, sample, train_cgan
+from pipeline.gan import EpochLog, generator_checkpoint, load_generator, sample, train_cgan
 from pipeline.machine import machine_info
 from pipeline.metrics import class_conditional_accuracy, frechet_distance, precision_recall_density_coverage
 from pipeline.models import NUM_CLASSES, Generator
@@ -44,6 +54,58 @@ TSTR_PROXY = ClassifierParams(seed=1, width=16, dropout=0.25, epochs=1, batch_si
 TSTR_PROXY_STEPS = 300
 FULL_TSTR_IMAGES = 60000  # as the evaluate stage's synthetic_train_size
 FULL_TSTR_SEED = 100  # the latent z of the full-recipe TSTR samples
+STANDING_STATS_SEED = 0  # the latent z and labels of the standing-statistics batches
+
+
+class ScaledLatent(nn.Module):
+    """G(scale * z, y): ``generator`` with its latent z multiplied by ``scale`` (> 0) before the forward pass.
+
+    Same call and ``config`` as :class:`pipeline.models.Generator`: ``z (B, z_dim) float32``, labels
+    ``(B,) int64`` -> ``(B, 1, 28, 28)`` in [-1, 1]. ``scale`` < 1 moves towards the truncation trick
+    (Brock et al. 2019: fidelity for diversity), > 1 away from it.
+    """
+
+    def __init__(self, generator: nn.Module, scale: float):
+        super().__init__()
+        self.generator, self.scale, self.config = generator, scale, generator.config
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.generator(z * self.scale, labels)
+
+
+@torch.no_grad()
+def standing_statistics(generator: Generator, batches: int, batch_size: int,
+                        seed: int = STANDING_STATS_SEED) -> Generator:
+    """A copy of ``generator`` (left unchanged) whose BatchNorm running mean and variance are the plain
+    averages of the batch statistics of ``batches`` train-mode forward passes of ``batch_size`` samples
+    (z ~ N(0, I) as in training, labels uniform in 0-9, from ``seed``): "standing statistics" (Brock et
+    al. 2019, BigGAN, appendix C.1). An EMA generator's own weights then set its statistics, instead of
+    the live generator's that training copies into it. Returned in eval mode, on the generator's device.
+    """
+    calibrated = copy.deepcopy(generator)
+    norms = [m for m in calibrated.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative moving average: the mean over all batches
+    device = next(calibrated.parameters()).device
+    rng = torch.Generator().manual_seed(seed)
+    calibrated.train()
+    for _ in range(batches):
+        z = torch.randn(batch_size, calibrated.config.z_dim, generator=rng)
+        labels = torch.randint(0, NUM_CLASSES, (batch_size,), generator=rng)
+        calibrated(z.to(device), labels.to(device))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    return calibrated.eval()
+
+
+def sampling_variant(generator: Generator, latent_scale: float, standing_batches: int, batch_size: int) -> nn.Module:
+    """``generator`` as the measurements sample it: with standing statistics from ``standing_batches``
+    batches of unscaled z (0 = as trained), then the latent z scaled by ``latent_scale`` (1 = as trained)."""
+    if standing_batches > 0:
+        generator = standing_statistics(generator, standing_batches, batch_size)
+    return ScaledLatent(generator, latent_scale) if latent_scale != 1.0 else generator
 
 
 def exported_samples(generator: Generator, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -117,7 +179,14 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--tstr-every", default=2, show_default=True, help="TSTR proxy every N epochs (and at the last).")
 @click.option("--full-tstr", is_flag=True,
               help="After the last epoch, also TSTR with the judge's recipe (7-9 min on one thread with fast "
-                   "bfloat16 kernels, 25-33 min on an AVX2-only CPU).")
+                   "bfloat16 kernels, 25-38 min on an AVX2-only CPU).")
+@click.option("--generator", "generator_path", default=None, metavar="PATH",
+              help="Measure this saved generator (its epoch, once) instead of training one; no --set.")
+@click.option("--latent-scale", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Measure samples of G(scale * z, y) (sampling only; training is unchanged).")
+@click.option("--standing-stats", "standing_batches", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Before measuring, set G's BatchNorm statistics from this many train-mode batches of its own "
+                   "samples (standing statistics; 0 = as trained; the saved generators stay as trained).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
 @click.option("--data", default="data/prepared/mnist.npz", show_default=True, help="Prepared splits.")
 @click.option("--classifier", default="models/classifier.pt", show_default=True, help="The judge.")
@@ -126,16 +195,24 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--save-generators", "generators_dir", default=None, metavar="DIR",
               help="Also save the (EMA) generator after every epoch to DIR/<name>_epoch<N>.pt (about 1.8 MB each; "
                    "loadable with pipeline.gan.load_generator and `python -m pipeline.generate --checkpoint`).")
-def main(name, overrides, tstr_every, full_tstr, params_path, data, classifier, out_dir, threads,
-         generators_dir) -> None:
+def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, standing_batches, params_path, data,
+         classifier, out_dir, threads, generators_dir) -> None:
     with user_errors():
         if threads > 0:
             torch.set_num_threads(threads)
+        if generator_path and (overrides or generators_dir):
+            raise ParamsError("--generator measures a trained generator: --set and --save-generators train one")
         all_params = load_params(params_path)
         changes = parse_overrides(overrides)
         raw = asdict(all_params)  # --set values go through params.yaml's own loader and its checks
         raw["train_cgan"].update(changes)
         params = params_from_dict(raw).train_cgan
+        source = {}
+        if generator_path:
+            loaded, checkpoint = load_generator(generator_path)
+            raw["train_cgan"] = checkpoint["params"]
+            params = params_from_dict(raw).train_cgan
+            source = {"generator": str(generator_path), "generator_sha256": sha256_file(generator_path)}
         if generators_dir:  # fail now, not after the first epoch, if the folder cannot be made
             Path(generators_dir).mkdir(parents=True, exist_ok=True)
         splits = load_splits(data)
@@ -146,28 +223,38 @@ def main(name, overrides, tstr_every, full_tstr, params_path, data, classifier, 
         images, labels = to_tensor(splits.train_images), torch.from_numpy(splits.train_labels)
         if params.max_train_images > 0:  # as the train_cgan stage caps them
             images, labels = images[: params.max_train_images], labels[: params.max_train_images]
+        sampling = {"latent_scale": latent_scale, "standing_stats_batches": standing_batches,
+                    "standing_stats_batch_size": params.batch_size}
         rows, clock = [], {"train": 0.0, "last": time.perf_counter()}
+
+        def measure(entry: dict, generator: Generator, last: bool) -> None:
+            measured = sampling_variant(generator, latent_scale, standing_batches, params.batch_size)
+            tstr = entry["epoch"] % tstr_every == 0 or last
+            rows.append({**entry, **validation_scores(measured, judge, val_images, val_labels, val_features, tstr)})
+            if full_tstr and last:
+                recipe = all_params.train_classifier
+                steps = recipe.epochs * steps_per_epoch(len(splits.train_images), recipe.batch_size)
+                rows[-1]["tstr_val"] = judge_recipe_tstr(measured, recipe, steps, val_images, val_labels)
+            log.info("%s %s", name, {k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()})
+            write_json(Path(out_dir) / f"{name}.json", {
+                "name": name, "overrides": changes, "params": asdict(params), **source, "sampling": sampling,
+                "threads": torch.get_num_threads(), "machine": machine,
+                "train_images": len(images), "epochs": rows,
+                "measured_on": "validation split (5,000 held-out train images); judge = " + classifier,
+                "judge_sha256": judge_sha256,
+            })
+
+        if generator_path:  # measured once, not trained here: no training seconds
+            measure({"epoch": checkpoint["epoch"]}, loaded, last=True)
+            return
 
         def on_epoch(entry: EpochLog, generator: Generator) -> None:
             clock["train"] += time.perf_counter() - clock["last"]
             if generators_dir:
                 save_checkpoint(Path(generators_dir) / f"{name}_epoch{entry.epoch}.pt",
                                 generator_checkpoint(generator, params, entry.epoch))
-            tstr = entry.epoch % tstr_every == 0 or entry.epoch == params.epochs
-            rows.append({**asdict(entry), "train_seconds": round(clock["train"], 1),
-                         **validation_scores(generator, judge, val_images, val_labels, val_features, tstr)})
-            if full_tstr and entry.epoch == params.epochs:
-                recipe = all_params.train_classifier
-                steps = recipe.epochs * steps_per_epoch(len(splits.train_images), recipe.batch_size)
-                rows[-1]["tstr_val"] = judge_recipe_tstr(generator, recipe, steps, val_images, val_labels)
-            log.info("%s %s", name, {k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()})
-            write_json(Path(out_dir) / f"{name}.json", {
-                "name": name, "overrides": changes, "params": asdict(params),
-                "threads": torch.get_num_threads(), "machine": machine,
-                "train_images": len(images), "epochs": rows,
-                "measured_on": "validation split (5,000 held-out train images); judge = " + classifier,
-                "judge_sha256": judge_sha256,
-            })
+            measure({**asdict(entry), "train_seconds": round(clock["train"], 1)}, generator,
+                    last=entry.epoch == params.epochs)
             clock["last"] = time.perf_counter()
 
         train_cgan(params, images, labels, get_device("cpu"), on_epoch=on_epoch)

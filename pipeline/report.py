@@ -77,12 +77,28 @@ PARAMS_BEFORE_THEY_EXISTED = {"autocast": "", "mode_seeking": 0.0, "g_conditiona
 def machine_cell(run_: dict) -> str:
     """Where an ablation run trained: ``"<cpu>, <SIMD level>, <float32|bfloat16>"`` from the run's ``machine``
     (:func:`pipeline.machine.machine_info`; the precision from :func:`pipeline.machine.training_precision`),
+    ``"<cpu>, <SIMD level> (measured only)"`` for a run that measured a saved generator (``--generator``),
     or ``"not recorded"`` for runs made before it was stored."""
     machine = run_.get("machine")
     if not machine:
         return "not recorded"
+    if run_.get("generator"):  # a saved generator, measured here but trained elsewhere
+        return f"{machine.get('cpu', '?')}, {machine.get('cpu_capability', '?')} (measured only)"
     precision = training_precision(run_["params"].get("autocast", ""), machine.get("bfloat16_native", False))
     return f"{machine.get('cpu', '?')}, {machine.get('cpu_capability', '?')}, {precision}"
+
+
+def sampling_change(sampling: dict) -> str:
+    """The sampling-time choices of an ablation run (``pipeline.ablation --latent-scale / --standing-stats``)
+    that differ from plain sampling, e.g. ``"sampling: z x 1.2, standing statistics (100 batches of 64)"``;
+    ``""`` for plain sampling or runs made before the choices existed."""
+    parts = []
+    if sampling.get("latent_scale", 1.0) != 1.0:
+        parts.append(f"z x {sampling['latent_scale']:g}")
+    if sampling.get("standing_stats_batches", 0) > 0:
+        parts.append(f"standing statistics ({sampling['standing_stats_batches']} batches of "
+                     f"{sampling['standing_stats_batch_size']})")
+    return "sampling: " + ", ".join(parts) if parts else ""
 
 
 def render_ablation(runs: list[dict], current: dict) -> str:
@@ -101,6 +117,11 @@ def render_ablation(runs: list[dict], current: dict) -> str:
         run_params = {**{k: v for k, v in PARAMS_BEFORE_THEY_EXISTED.items() if k in current}, **run_["params"]}
         change = ", ".join(f"{k}={v!r}" if v == "" else f"{k}={v}" for k, v in run_params.items()
                            if k != "epochs" and current.get(k) != v) or "(none: the default)"
+        sampling = sampling_change(run_.get("sampling", {}))
+        if sampling:
+            change = sampling if change == "(none: the default)" else f"{change}; {sampling}"
+        if run_.get("generator"):
+            change += f" (measured `{run_['generator']}`, not trained by the run)"
         if run_.get("note"):
             change += f" ({run_['note']})"
         machine = machine_cell(run_)
@@ -116,7 +137,8 @@ def render_ablation(runs: list[dict], current: dict) -> str:
         shown.sort(key=lambda e: e["epoch"])
         for e in shown:
             cells = [fmt(e[k]) if k in e else "" for k, (_, fmt) in ABLATION_COLUMNS.items()]
-            rows.append(f"| {run_['name']} | {change} | {e['epoch']} | {e['train_seconds']:.0f} | {machine} | "
+            seconds = f"{e['train_seconds']:.0f}" if e.get("train_seconds") is not None else ""
+            rows.append(f"| {run_['name']} | {change} | {e['epoch']} | {seconds} | {machine} | "
                         + " | ".join(cells) + f" | {judge} |")
     return "\n".join(rows)
 

@@ -60,6 +60,11 @@ def test_ablation_rejects_unknown_param(tmp_path):
                         "--out-dir", str(tmp_path))
     assert_one_line_error(result, "a_file")  # before any training: nothing written
     assert not (tmp_path / "x.json").exists()
+    result = run_module("pipeline.ablation", "--name", "x", "--generator", str(tmp_path / "a_file"), "--set", "epochs=1")
+    assert_one_line_error(result, "--generator")
+    assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--generator", str(tmp_path / "a_file")),
+                          "a_file", "not a readable torch checkpoint")
+    assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--latent-scale", "0"), "--latent-scale")
 
 
 def test_judge_recipe_tstr_trains_on_exported_samples_of_every_digit(tiny_checkpoint, params, monkeypatch):
@@ -100,3 +105,46 @@ def test_ablation_run_writes_its_epochs_the_machine_and_a_usable_generator_per_e
     assert run["threads"] == 1 and run["machine"]["torch_threads"] == 1 and run["machine"]["device"] == "cpu"
     assert run["machine"]["bfloat16_native"] == bfloat16_is_native(torch.device("cpu"))
     assert run["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    # the saved generator, measured again without training, with the two sampling-time choices
+    result = run_module("pipeline.ablation", "--name", "sampled", "--generator", str(tiny_project / "generators" / "tiny_epoch1.pt"),
+                        "--latent-scale", "1.5", "--standing-stats", "3", "--params", str(tiny_project / "params.yaml"),
+                        "--data", str(tiny_project / "mnist.npz"), "--classifier", str(judge),
+                        "--out-dir", str(tiny_project / "ablation"), "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    measured = json.loads((tiny_project / "ablation" / "sampled.json").read_text())
+    assert measured["params"] == run["params"] and measured["overrides"] == {}
+    assert measured["generator"].endswith("tiny_epoch1.pt") and len(measured["generator_sha256"]) == 64
+    assert measured["sampling"] == {"latent_scale": 1.5, "standing_stats_batches": 3,
+                                    "standing_stats_batch_size": run["params"]["batch_size"]}
+    assert [e["epoch"] for e in measured["epochs"]] == [1] and "train_seconds" not in measured["epochs"][0]
+    assert 0.0 <= measured["epochs"][0]["class_conditional_accuracy"] <= 1.0
+    assert measured["epochs"][0]["fid_val"] != run["epochs"][0]["fid_val"]  # other samples than the trained run's
+
+
+def test_standing_statistics_average_the_batch_statistics_of_the_generators_own_samples(tiny_checkpoint):
+    generator, _ = load_generator(tiny_checkpoint)
+    before = {k: v.clone() for k, v in generator.state_dict().items()}
+    first_norm = next(m for m in generator.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    inputs = []
+    first_norm.register_forward_hook(lambda module, args, out: inputs.append(args[0].detach().clone()))
+    calibrated = ablation.standing_statistics(generator, batches=3, batch_size=8, seed=5)
+    # the copy's first BatchNorm saw the same three batches; its statistics are their plain averages
+    assert len(inputs) == 3 and not calibrated.training
+    norm = next(m for m in calibrated.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    assert torch.allclose(norm.running_mean, torch.stack([x.mean(0) for x in inputs]).mean(0), atol=1e-6)
+    assert torch.allclose(norm.running_var, torch.stack([x.var(0) for x in inputs]).mean(0), atol=1e-5)
+    assert norm.momentum == first_norm.momentum and int(norm.num_batches_tracked) == 3
+    assert all(torch.equal(v, before[k]) for k, v in generator.state_dict().items())  # the original is untouched
+    assert all(torch.equal(v, before[k]) for k, v in calibrated.state_dict().items() if "running" not in k
+               and "num_batches" not in k)  # weights unchanged: only the statistics moved
+    again = ablation.standing_statistics(generator, batches=3, batch_size=8, seed=5)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in calibrated.state_dict().items())  # seeded
+
+
+def test_scaled_latent_samples_g_of_scaled_z(tiny_checkpoint):
+    generator, _ = load_generator(tiny_checkpoint)
+    z, labels = torch.randn(4, generator.config.z_dim), torch.tensor([0, 3, 7, 9])
+    scaled = ablation.sampling_variant(generator, latent_scale=1.5, standing_batches=0, batch_size=8)
+    assert scaled.config == generator.config
+    assert torch.equal(sample(scaled, z, labels), sample(generator, 1.5 * z, labels))
+    assert ablation.sampling_variant(generator, 1.0, 0, 8) is generator  # plain sampling: the generator itself

@@ -69,3 +69,21 @@ def test_ablation_table_says_which_cpu_and_precision_trained_each_run():
     assert rows[2].startswith("| emulated | (none: the default) | 1 | 100 | Some CPU, AVX512, float32 | 90.00 %")
     assert rows[3].startswith("| fast | (none: the default) | 1 | 100 | Some CPU, AVX512, bfloat16 | 90.00 %")
     assert rows[4].startswith("| fp32 | autocast='' | 1 | 100 | Some CPU, AVX512, float32 | 90.00 %")
+
+
+def test_ablation_table_shows_sampling_choices_and_measured_generators():
+    machine = {"cpu": "Some CPU", "cpu_capability": "AVX2", "bfloat16_native": False}
+    measured = _run("standing", 0.0002, [{"class_conditional_accuracy": 0.9}])
+    del measured["epochs"][0]["train_seconds"]  # measured, not trained
+    measured.update(generator="models/generator.pt", machine=machine,
+                    sampling={"latent_scale": 1.2, "standing_stats_batches": 100, "standing_stats_batch_size": 64})
+    trained = _run("wide_z", 0.0001, [{"class_conditional_accuracy": 0.8}])
+    trained.update(machine=machine, sampling={"latent_scale": 1.5, "standing_stats_batches": 0,
+                                              "standing_stats_batch_size": 64})
+    plain = _run("plain", 0.0002, [{"class_conditional_accuracy": 0.7}])
+    plain["sampling"] = {"latent_scale": 1.0, "standing_stats_batches": 0, "standing_stats_batch_size": 64}
+    rows = render_ablation([measured, trained, plain], current={"lr_g": 0.0002, "epochs": 1, "seed": 2}).splitlines()
+    assert rows[2].startswith("| plain | (none: the default) | 1 | 100 | not recorded | 70.00 %")
+    assert rows[3].startswith("| standing | sampling: z x 1.2, standing statistics (100 batches of 64) (measured "
+                              "`models/generator.pt`, not trained by the run) | 1 |  | Some CPU, AVX2 (measured only) | 90.00 %")
+    assert rows[4].startswith("| wide_z | lr_g=0.0001; sampling: z x 1.5 | 1 | 100 | Some CPU, AVX2, float32 | 80.00 %")
