@@ -120,10 +120,10 @@ def render_ablation(runs: list[dict], current: dict) -> str:
         sampling = sampling_change(run_.get("sampling", {}))
         if sampling:
             change = sampling if change == "(none: the default)" else f"{change}; {sampling}"
-        if run_.get("generator"):
-            change += f" (measured `{run_['generator']}`, not trained by the run)"
-        if run_.get("note"):
-            change += f" ({run_['note']})"
+        remarks = [f"measured `{run_['generator']}`, not trained by the run"] if run_.get("generator") else []
+        remarks += [run_["note"]] if run_.get("note") else []
+        if remarks:
+            change += f" ({'; '.join(remarks)})"
         machine = machine_cell(run_)
         judge = run_.get("judge_sha256", "")[:8] or "not recorded"
         with_tstr = [e for e in run_["epochs"] if "tstr_proxy_val" in e]
@@ -284,7 +284,9 @@ Train seconds: one CPU thread, measuring excluded; the runs shared the two cores
 other jobs, so compare them only roughly, and only between rows of one machine: the machine column
 gives the CPU, its SIMD level and the precision the run trained in (float32 trained about 3.4 × slower
 on the AVX2-only CPU than bfloat16 on the AVX-512 one; "not recorded" for runs made before it was
-stored). Where the best TSTR-proxy epoch differs from the last, both are shown. Rows compare only
+stored). Rows whose machine says "measured only" trained nothing: they measured a saved generator
+(`--generator`), some with a sampling-time change ("sampling:": z scaled, or standing BatchNorm
+statistics), and have no train seconds. Where the best TSTR-proxy epoch differs from the last, both are shown. Rows compare only
 when the same judge measured them: the judge column gives the first 8 hex digits of its sha256
 (764ee159 is the width-32 float32 judge, 4 epochs, validation 99.48 %, `models/classifier.pt` at commit
 2614960; the runs made before the sha256 was recorded used it too). The metrics above use today's
