@@ -83,7 +83,7 @@ def standing_statistics(generator: Generator, batches: int, batch_size: int,
     the live generator's that training copies into it. Returned in eval mode, on the generator's device.
     """
     calibrated = copy.deepcopy(generator)
-    norms = [m for m in calibrated.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in calibrated.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
     momenta = [norm.momentum for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
