@@ -100,7 +100,8 @@ def standing_statistics(generator: Generator, batches: int, batch_size: int,
     return calibrated.eval()
 
 
-def sampling_variant(generator: Generator, latent_scale: float, standing_batches: int, batch_size: int) -> nn.Module:
+def sampling_variant(generator: Generator, latent_scale: float, standing_batches: int,
+                     batch_size: int) -> nn.Module:
     """``generator`` as the measurements sample it: with standing statistics from ``standing_batches``
     batches of unscaled z (0 = as trained), then the latent z scaled by ``latent_scale`` (1 = as trained)."""
     if standing_batches > 0:
@@ -206,13 +207,12 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
         changes = parse_overrides(overrides)
         raw = asdict(all_params)  # --set values go through params.yaml's own loader and its checks
         raw["train_cgan"].update(changes)
-        params = params_from_dict(raw).train_cgan
         source = {}
-        if generator_path:
+        if generator_path:  # the params it was trained with
             loaded, checkpoint = load_generator(generator_path)
             raw["train_cgan"] = checkpoint["params"]
-            params = params_from_dict(raw).train_cgan
             source = {"generator": str(generator_path), "generator_sha256": sha256_file(generator_path)}
+        params = params_from_dict(raw).train_cgan
         if generators_dir:  # fail now, not after the first epoch, if the folder cannot be made
             Path(generators_dir).mkdir(parents=True, exist_ok=True)
         splits = load_splits(data)
@@ -220,9 +220,9 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
         val_images, val_labels = to_tensor(splits.val_images), torch.from_numpy(splits.val_labels)
         val_features = predict(judge, val_images)[1].numpy()
         machine = machine_info(torch.device("cpu"))
-        images, labels = to_tensor(splits.train_images), torch.from_numpy(splits.train_labels)
+        num_train = len(splits.train_images)
         if params.max_train_images > 0:  # as the train_cgan stage caps them
-            images, labels = images[: params.max_train_images], labels[: params.max_train_images]
+            num_train = min(num_train, params.max_train_images)
         sampling = {"latent_scale": latent_scale, "standing_stats_batches": standing_batches,
                     "standing_stats_batch_size": params.batch_size}
         rows, clock = [], {"train": 0.0, "last": time.perf_counter()}
@@ -239,7 +239,7 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
             write_json(Path(out_dir) / f"{name}.json", {
                 "name": name, "overrides": changes, "params": asdict(params), **source, "sampling": sampling,
                 "threads": torch.get_num_threads(), "machine": machine,
-                "train_images": len(images), "epochs": rows,
+                "train_images": num_train, "epochs": rows,
                 "measured_on": "validation split (5,000 held-out train images); judge = " + classifier,
                 "judge_sha256": judge_sha256,
             })
@@ -257,7 +257,8 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
                     last=entry.epoch == params.epochs)
             clock["last"] = time.perf_counter()
 
-        train_cgan(params, images, labels, get_device("cpu"), on_epoch=on_epoch)
+        train_cgan(params, to_tensor(splits.train_images[:num_train]),
+                   torch.from_numpy(splits.train_labels[:num_train]), get_device("cpu"), on_epoch=on_epoch)
 
 
 if __name__ == "__main__":

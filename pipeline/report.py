@@ -115,11 +115,10 @@ def render_ablation(runs: list[dict], current: dict) -> str:
     rows = [head, "|" + " --- |" * (6 + len(ABLATION_COLUMNS))]
     for run_ in sorted(runs, key=lambda r: r["name"]):
         run_params = {**{k: v for k, v in PARAMS_BEFORE_THEY_EXISTED.items() if k in current}, **run_["params"]}
-        change = ", ".join(f"{k}={v!r}" if v == "" else f"{k}={v}" for k, v in run_params.items()
-                           if k != "epochs" and current.get(k) != v) or "(none: the default)"
-        sampling = sampling_change(run_.get("sampling", {}))
-        if sampling:
-            change = sampling if change == "(none: the default)" else f"{change}; {sampling}"
+        differences = ", ".join(f"{k}={v!r}" if v == "" else f"{k}={v}" for k, v in run_params.items()
+                                if k != "epochs" and current.get(k) != v)
+        change = "; ".join(p for p in (differences, sampling_change(run_.get("sampling", {}))) if p)
+        change = change or "(none: the default)"
         remarks = [f"measured `{run_['generator']}`, not trained by the run"] if run_.get("generator") else []
         remarks += [run_["note"]] if run_.get("note") else []
         if remarks:
