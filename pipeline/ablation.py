@@ -127,8 +127,10 @@ def judged_samples(generator: Generator, judge, rng: torch.Generator) -> tuple[t
 
 
 def validation_scores(generator: Generator, judge, val_images: torch.Tensor, val_labels: torch.Tensor,
-                      val_features: np.ndarray, tstr: bool, seed: int = 0) -> dict:
-    """Validation-only quality of ``generator``: class-conditional accuracy, FID, PRDC, optional TSTR proxy."""
+                      val_features: np.ndarray, tstr: bool, seed: int = 0,
+                      device: torch.device = torch.device("cpu")) -> dict:
+    """Validation-only quality of ``generator``: class-conditional accuracy, FID, PRDC, optional TSTR proxy
+    (its classifier trained on ``device``; the judge runs on the CPU)."""
     rng = torch.Generator().manual_seed(seed)
     probs, feats, labels = judged_samples(generator, judge, rng)
     cca, per_class = class_conditional_accuracy(probs.argmax(1).numpy(), labels.numpy())
@@ -137,30 +139,31 @@ def validation_scores(generator: Generator, judge, val_images: torch.Tensor, val
               **{f"{k}_val": v for k, v in precision_recall_density_coverage(val_features, feats.numpy(), 5).items()}}
     if tstr:
         scores["tstr_proxy_val"] = synthetic_tstr(generator, TSTR_PROXY, TSTR_PROXY_IMAGES, TSTR_PROXY_STEPS, rng,
-                                                  val_images, val_labels, "tstr-proxy")
+                                                  val_images, val_labels, "tstr-proxy", device)
     return scores
 
 
 def synthetic_tstr(generator: Generator, recipe: ClassifierParams, num_images: int, total_steps: int,
-                   rng: torch.Generator, val_images: torch.Tensor, val_labels: torch.Tensor, desc: str) -> float:
-    """Best validation accuracy of a classifier trained with ``recipe`` for ``total_steps`` on ``num_images``
-    exported samples of ``generator`` (labels cycling 0..9, z drawn from ``rng``): TSTR on validation."""
+                   rng: torch.Generator, val_images: torch.Tensor, val_labels: torch.Tensor, desc: str,
+                   device: torch.device = torch.device("cpu")) -> float:
+    """Best validation accuracy of a classifier trained (on ``device``) with ``recipe`` for ``total_steps`` on
+    ``num_images`` exported samples of ``generator`` (labels cycling 0..9, z drawn from ``rng``): TSTR on validation."""
     z = torch.randn(num_images, generator.config.z_dim, generator=rng)
     labels = torch.arange(NUM_CLASSES).repeat(num_images // NUM_CLASSES)
     fit = train_classifier(recipe, exported_samples(generator, z, labels), labels, val_images, val_labels,
-                           torch.device("cpu"), total_steps=total_steps, desc=desc)
+                           device, total_steps=total_steps, desc=desc)
     return fit.best_val_accuracy
 
 
 def judge_recipe_tstr(generator: Generator, recipe: ClassifierParams, total_steps: int, val_images: torch.Tensor,
-                      val_labels: torch.Tensor) -> float:
+                      val_labels: torch.Tensor, device: torch.device = torch.device("cpu")) -> float:
     """Validation accuracy of a classifier trained with the judge's ``recipe`` for ``total_steps`` on
     ``FULL_TSTR_IMAGES`` exported samples of ``generator`` (labels cycling 0..9, z seeded by
     ``FULL_TSTR_SEED``), best epoch on validation: the evaluate stage's TSTR with validation for test.
     The best-epoch pick and the score use the same 5,000 images: compare runs with it, not with the test figure."""
     rng = torch.Generator().manual_seed(FULL_TSTR_SEED)
     return synthetic_tstr(generator, recipe, FULL_TSTR_IMAGES, total_steps, rng, val_images, val_labels,
-                          "tstr-judge-recipe")
+                          "tstr-judge-recipe", device)
 
 
 def parse_overrides(pairs: tuple[str, ...]) -> dict:
@@ -193,11 +196,13 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--classifier", default="models/classifier.pt", show_default=True, help="The judge.")
 @click.option("--out-dir", default="reports/ablation", show_default=True, help="Folder of the run JSONs.")
 @click.option("--threads", default=0, show_default=True, help="torch CPU threads (0 = torch's default).")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "auto"]),
+              help="Where G, D and the TSTR classifiers train: cpu, cuda or auto (the judge measures on the CPU).")
 @click.option("--save-generators", "generators_dir", default=None, metavar="DIR",
               help="Also save the (EMA) generator after every epoch to DIR/<name>_epoch<N>.pt (about 1.8 MB each; "
                    "loadable with pipeline.gan.load_generator and `python -m pipeline.generate --checkpoint`).")
 def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, standing_batches, params_path, data,
-         classifier, out_dir, threads, generators_dir) -> None:
+         classifier, out_dir, threads, device, generators_dir) -> None:
     with user_errors():
         if threads > 0:
             torch.set_num_threads(threads)
@@ -219,7 +224,8 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
         judge, judge_sha256 = load_classifier(classifier), sha256_file(classifier)
         val_images, val_labels = to_tensor(splits.val_images), torch.from_numpy(splits.val_labels)
         val_features = predict(judge, val_images)[1].numpy()
-        machine = machine_info(torch.device("cpu"))
+        dev = get_device(device)
+        machine = machine_info(dev)
         num_train = len(splits.train_images)
         if params.max_train_images > 0:  # as the train_cgan stage caps them
             num_train = min(num_train, params.max_train_images)
@@ -230,11 +236,12 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
         def measure(entry: dict, generator: Generator, last: bool) -> None:
             measured = sampling_variant(generator, latent_scale, standing_batches, params.batch_size)
             tstr = entry["epoch"] % tstr_every == 0 or last
-            rows.append({**entry, **validation_scores(measured, judge, val_images, val_labels, val_features, tstr)})
+            rows.append({**entry, **validation_scores(measured, judge, val_images, val_labels, val_features, tstr,
+                                                      device=dev)})
             if full_tstr and last:
                 recipe = all_params.train_classifier
                 steps = recipe.epochs * steps_per_epoch(len(splits.train_images), recipe.batch_size)
-                rows[-1]["tstr_val"] = judge_recipe_tstr(measured, recipe, steps, val_images, val_labels)
+                rows[-1]["tstr_val"] = judge_recipe_tstr(measured, recipe, steps, val_images, val_labels, dev)
             log.info("%s %s", name, {k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()})
             write_json(Path(out_dir) / f"{name}.json", {
                 "name": name, "overrides": changes, "params": asdict(params), **source, "sampling": sampling,
@@ -245,7 +252,7 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
             })
 
         if generator_path:  # measured once, not trained here: no training seconds
-            measure({"epoch": checkpoint["epoch"]}, loaded, last=True)
+            measure({"epoch": checkpoint["epoch"]}, loaded.to(dev), last=True)
             return
 
         def on_epoch(entry: EpochLog, generator: Generator) -> None:
@@ -258,7 +265,7 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
             clock["last"] = time.perf_counter()
 
         train_cgan(params, to_tensor(splits.train_images[:num_train]),
-                   torch.from_numpy(splits.train_labels[:num_train]), get_device("cpu"), on_epoch=on_epoch)
+                   torch.from_numpy(splits.train_labels[:num_train]), dev, on_epoch=on_epoch)
 
 
 if __name__ == "__main__":

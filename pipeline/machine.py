@@ -1,7 +1,8 @@
 """What a timing or a float-precision-dependent figure depends on: the machine it was measured on.
 
-Used by ``pipeline.benchmark`` and ``pipeline.ablation`` (neither is a DVC stage), so that every JSON of
-measured seconds says which CPU, threads and kernels produced them, and by the report to read them back.
+Used by ``pipeline.benchmark``, ``pipeline.ablation`` and ``pipeline.timed_repro`` (none is a DVC stage), so
+that every JSON of measured seconds says which CPU or GPU, threads and kernels produced them, and by the
+report stage (which depends on this module) to read them back.
 """
 
 from __future__ import annotations

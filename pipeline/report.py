@@ -77,15 +77,18 @@ PARAMS_BEFORE_THEY_EXISTED = {"autocast": "", "mode_seeking": 0.0, "g_conditiona
 def machine_cell(run_: dict) -> str:
     """Where an ablation run trained: ``"<cpu>, <SIMD level>, <float32|bfloat16>"`` from the run's ``machine``
     (:func:`pipeline.machine.machine_info`; the precision from :func:`pipeline.machine.training_precision`),
-    ``"<cpu>, <SIMD level> (measured only)"`` for a run that measured a saved generator (``--generator``),
+    ``"<gpu> GPU, <precision>"`` for a run on a GPU (``pipeline.ablation --device cuda``),
+    ``"<cpu or gpu> (measured only)"`` for a run that measured a saved generator (``--generator``),
     or ``"not recorded"`` for runs made before it was stored."""
     machine = run_.get("machine")
     if not machine:
         return "not recorded"
+    where = (f"{machine['gpu']} GPU" if machine.get("gpu")
+             else f"{machine.get('cpu', '?')}, {machine.get('cpu_capability', '?')}")
     if run_.get("generator"):  # a saved generator, measured here but trained elsewhere
-        return f"{machine.get('cpu', '?')}, {machine.get('cpu_capability', '?')} (measured only)"
+        return f"{where} (measured only)"
     precision = training_precision(run_["params"].get("autocast", ""), machine.get("bfloat16_native", False))
-    return f"{machine.get('cpu', '?')}, {machine.get('cpu_capability', '?')}, {precision}"
+    return f"{where}, {precision}"
 
 
 def sampling_change(sampling: dict) -> str:
@@ -139,6 +142,66 @@ def render_ablation(runs: list[dict], current: dict) -> str:
             seconds = f"{e['train_seconds']:.0f}" if e.get("train_seconds") is not None else ""
             rows.append(f"| {run_['name']} | {change} | {e['epoch']} | {seconds} | {machine} | "
                         + " | ".join(cells) + f" | {judge} |")
+    return "\n".join(rows)
+
+
+def machine_text(machine: dict | None) -> str:
+    """``"NVIDIA H100 80GB HBM3 GPU, 16 CPU threads"`` or ``"AMD EPYC, AVX2, 2 threads"`` (the SIMD level
+    left out where not recorded) from a
+    :func:`pipeline.machine.machine_info` dict; ``"machine not recorded"`` for None."""
+    if not machine:
+        return "machine not recorded"
+    if machine.get("gpu"):
+        return f"{machine['gpu']} GPU, {machine.get('torch_threads', '?')} CPU threads"
+    parts = [machine.get("cpu", "?"), machine.get("cpu_capability"), f"{machine.get('torch_threads', '?')} threads"]
+    return ", ".join(p for p in parts if p)
+
+
+def render_gpu(gpu: dict | None, cpu: dict) -> str:
+    """The default pipeline run on a GPU next to the committed CPU run, as a Markdown table.
+
+    ``gpu``: ``{"stages": <reports/gpu/stage_seconds.json>, "metrics": {name: <reports/gpu/metrics/name.json>},
+    "benchmark": <reports/gpu/benchmark.json> or None}`` (``pipeline.timed_repro`` and ``pipeline.benchmark
+    --device cuda``), or None when no GPU run is recorded; ``cpu``: ``{"metrics": {name: <reports/metrics/
+    name.json>}, "benchmark": <reports/metrics/benchmark.json> or None}``. Metric names: classifier, referee,
+    cgan, generate, quality, augmentation. Quality figures are on the real test set (ratios: synthetic over
+    the real reference); seconds are the wall seconds each stage's JSON records.
+    """
+    if not gpu:
+        return "_No GPU run recorded in `reports/gpu/`._"
+
+    def quality_rows(m: dict) -> list[str]:
+        q, a = m["quality"], m["augmentation"]
+        return [pct(m["classifier"]["test_accuracy"]),
+                f"{pct(q['class_conditional_accuracy'])} (worst digit {pct(min(q['per_class_accuracy'].values()))})",
+                pct(a["tstr_accuracy"]), f"{q['fid'] / q['fid_real_floor']:.1f} × ({q['fid']:.3f} / {q['fid_real_floor']:.3f})",
+                f"{q['recall'] / q['recall_real_reference']:.3f} ×", f"{q['coverage'] / q['coverage_real_reference']:.3f} ×",
+                pct(q["memorization"]["share_closer_than_heldout"]),
+                f"{m['classifier']['wall_seconds']:.0f}", f"{m['referee']['wall_seconds']:.0f}",
+                f"{m['cgan']['wall_seconds']:.0f}",
+                f"{m['generate']['wall_seconds']:.0f} ({m['generate']['images_per_second']:,.0f} images/s)",
+                f"{q['wall_seconds'] + a['wall_seconds']:.0f}"]
+
+    def bench_rows(b: dict | None) -> list[str]:
+        if not b:
+            return ["not measured"] * 4
+        target = b.get("time_to_target", {})
+        reached = (f"{target['seconds']:.0f} s ({target['steps']} steps)" if target.get("reached")
+                   else "not reached" if target else "not measured")
+        return [machine_text(b.get("machine")), f"{b['cgan_train_images_per_second']:,.0f}",
+                f"{b['generator_forward_images_per_second']:,.0f}", reached]
+
+    names = ["judge test accuracy", "class-conditional accuracy", "TSTR (test)", "FID / real floor",
+             "recall / real reference", "coverage / real reference", "memorization share (5 % = like new real digits)",
+             "judge training s", "referee training s", "cGAN training s", "generate s (60,000 images)",
+             "evaluate s (quality + TSTR / augmentation runs)"]
+    bench_names = ["benchmark machine", "cGAN training images/s (batch 64)", "generator forward images/s (batch 1,000)",
+                   "training time to 99 % class-conditional accuracy (validation)"]
+    rows = ["| figure | 2-core CPU (the committed `dvc repro`) | GPU |", "| --- | --- | --- |"]
+    rows += [f"| {n} | {c} | {g} |" for n, c, g in zip(names, quality_rows(cpu["metrics"]), quality_rows(gpu["metrics"]))]
+    rows.append(f"| the six stages' processes, prepare to evaluate, s | not measured | {gpu['stages']['total_seconds']:.0f} |")
+    rows += [f"| {n} | {c} | {g} |" for n, c, g in zip(bench_names, bench_rows(cpu.get("benchmark")),
+                                                      bench_rows(gpu.get("benchmark")))]
     return "\n".join(rows)
 
 
@@ -202,7 +265,8 @@ Cells took {study['cell_wall_seconds'] / 60:.1f} min in all (`python -m pipeline
 
 def render(classifier: dict, cgan: dict, quality: dict, augmentation: dict, figures: str,
            ablation: list[dict] | None = None, generator_info: dict | None = None,
-           cgan_params: dict | None = None, study: dict | None = None) -> str:
+           cgan_params: dict | None = None, study: dict | None = None, gpu_table: str = "",
+           gpu_machine: str = "") -> str:
     """The Markdown report (GitHub-flavoured), figure links relative to ``reports/``."""
     digits = [str(d) for d in range(10)]
     per_class = "\n".join(
@@ -306,6 +370,19 @@ tenths of a point from noise.
 
 {render_study(study, figures)}
 
+## The default pipeline on a GPU
+
+The same params and seeds, run stage by stage on a lent GPU ({gpu_machine or "none recorded"}) with
+`python -m pipeline.timed_repro --out reports/gpu` in a scratch clone (the stages pick the GPU with
+their `--device auto` default; generate samples on the CPU, its default) and
+`python -m pipeline.benchmark --device cuda --out reports/gpu/benchmark.json`. Different hardware
+and kernels give other numbers from the same seeds, so the quality rows show what one GPU run
+measured, not the committed generator. The CPU column's quality and seconds are the committed run's
+(`reports/metrics`); its benchmark rows are `reports/metrics/benchmark.json`, measured on the machine
+they name. Study cells run on the CPU only and are not part of the GPU run.
+
+{gpu_table or "_No GPU run recorded in `reports/gpu/`._"}
+
 ## Per digit
 
 Judge accuracy on real test digits; class-conditional accuracy on synthetic digits; diversity =
@@ -333,8 +410,10 @@ Wall time: judge {classifier['wall_seconds']:.0f} s, cGAN {cgan['wall_seconds']:
 @click.option("--figures", default="reports/figures", show_default=True, help="Figures folder.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
 @click.option("--ablation-dir", default="reports/ablation", show_default=True, help="pipeline.ablation run JSONs.")
+@click.option("--gpu-dir", default="reports/gpu", show_default=True,
+              help="A GPU run (pipeline.timed_repro, pipeline.benchmark --device cuda); skipped if absent.")
 @click.option("--out", default="reports/report.md", show_default=True, help="Report to write.")
-def main(metrics_dir, live_dir, checkpoint, figures, params_path, ablation_dir, out) -> None:
+def main(metrics_dir, live_dir, checkpoint, figures, params_path, ablation_dir, gpu_dir, out) -> None:
     with user_errors():
         metrics, live, figures_path = Path(metrics_dir), Path(live_dir), Path(figures)
         generator, ckpt = load_generator(checkpoint)
@@ -346,10 +425,20 @@ def main(metrics_dir, live_dir, checkpoint, figures, params_path, ablation_dir, 
                           "flops_per_image": generator_flops_per_image(generator),
                           "export_images": generate["images"], "export_images_per_second": generate["images_per_second"]}
         ablation = [read_json(p) for p in sorted(Path(ablation_dir).glob("*.json"))]
-        text = render(*(read_json(metrics / f"{n}.json") for n in ("classifier", "cgan", "quality", "augmentation")),
+        names = ("classifier", "referee", "cgan", "generate", "quality", "augmentation")
+        cpu = {"metrics": {n: read_json(metrics / f"{n}.json") for n in names},
+               "benchmark": read_json(metrics / "benchmark.json") if (metrics / "benchmark.json").exists() else None}
+        gpu_path, gpu_run = Path(gpu_dir), None
+        if (gpu_path / "stage_seconds.json").exists():
+            gpu_run = {"stages": read_json(gpu_path / "stage_seconds.json"),
+                       "metrics": {n: read_json(gpu_path / "metrics" / f"{n}.json") for n in names},
+                       "benchmark": read_json(gpu_path / "benchmark.json") if (gpu_path / "benchmark.json").exists() else None}
+        text = render(*(cpu["metrics"][n] for n in ("classifier", "cgan", "quality", "augmentation")),
                       figures=os.path.relpath(figures_path, Path(out).parent), ablation=ablation,
                       generator_info=generator_info, cgan_params=asdict(load_params(params_path).train_cgan),
-                      study=read_json(metrics / "augmentation_study.json"))
+                      study=read_json(metrics / "augmentation_study.json"),
+                      gpu_table=render_gpu(gpu_run, cpu) if gpu_run else "",
+                      gpu_machine=machine_text(gpu_run["stages"].get("machine")) if gpu_run else "")
         with atomic_path(out) as tmp:
             tmp.write_text(text)
         log.info("wrote %s", out)

@@ -37,7 +37,8 @@ def sh(*args, cwd, env):
 def test_tiny_dvc_repro(tmp_path, mnist_dir):
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("pipeline", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore", "reports/ablation"):
+    for name in ("pipeline", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore", "reports/ablation",
+                 "reports/gpu", "reports/metrics/benchmark.json"):
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))

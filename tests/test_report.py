@@ -87,3 +87,43 @@ def test_ablation_table_shows_sampling_choices_and_measured_generators():
     assert rows[3].startswith("| standing | sampling: z x 1.2, standing statistics (100 batches of 64) (measured "
                               "`models/generator.pt`, not trained by the run) | 1 |  | Some CPU, AVX2 (measured only) | 90.00 %")
     assert rows[4].startswith("| wide_z | lr_g=0.0001; sampling: z x 1.5 | 1 | 100 | Some CPU, AVX2, float32 | 80.00 %")
+
+
+def test_ablation_machine_cell_names_the_gpu_a_run_trained_or_was_measured_on():
+    from pipeline.report import machine_cell
+    gpu = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_capability": "AVX512", "gpu": "NVIDIA H100 80GB HBM3",
+           "bfloat16_native": True, "device": "cuda"}
+    assert machine_cell({"machine": gpu, "params": {"autocast": "bfloat16"}}) == "NVIDIA H100 80GB HBM3 GPU, bfloat16"
+    assert machine_cell({"machine": gpu, "params": {"autocast": ""}}) == "NVIDIA H100 80GB HBM3 GPU, float32"
+    measured = {"machine": gpu, "params": {}, "generator": "g.pt"}
+    assert machine_cell(measured) == "NVIDIA H100 80GB HBM3 GPU (measured only)"
+
+
+def _pipeline_metrics(tstr, cgan_seconds):
+    quality = {"class_conditional_accuracy": 0.997, "per_class_accuracy": {"0": 0.999, "8": 0.9935}, "fid": 2.0,
+               "fid_real_floor": 0.2, "recall": 0.9, "recall_real_reference": 0.95, "coverage": 0.88,
+               "coverage_real_reference": 0.96, "memorization": {"share_closer_than_heldout": 0.031}, "wall_seconds": 100}
+    return {"classifier": {"test_accuracy": 0.9958, "wall_seconds": 271}, "referee": {"wall_seconds": 68},
+            "cgan": {"wall_seconds": cgan_seconds}, "generate": {"wall_seconds": 23, "images_per_second": 2787.6},
+            "quality": quality, "augmentation": {"tstr_accuracy": tstr, "wall_seconds": 500}}
+
+
+def test_gpu_section_puts_the_gpu_run_next_to_the_cpu_run_row_by_row():
+    from pipeline.report import render_gpu
+    cpu_bench = {"machine": {"cpu": "AMD EPYC", "torch_threads": 2}, "cgan_train_images_per_second": 445.2,
+                 "generator_forward_images_per_second": 3027.0,
+                 "time_to_target": {"reached": True, "seconds": 238.6, "steps": 1800}}
+    gpu_bench = {"machine": {"gpu": "NVIDIA H100 80GB HBM3", "torch_threads": 16}, "cgan_train_images_per_second": 2990.5,
+                 "generator_forward_images_per_second": 1279194.1, "time_to_target": {"reached": False}}
+    gpu = {"stages": {"total_seconds": 302.3}, "metrics": _pipeline_metrics(0.976, 159.2), "benchmark": gpu_bench}
+    table = render_gpu(gpu, {"metrics": _pipeline_metrics(0.9775, 572.7), "benchmark": cpu_bench}).splitlines()
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table[2:]}
+    assert rows["TSTR (test)"] == ["97.75 %", "97.60 % |"]
+    assert rows["class-conditional accuracy"][0] == "99.70 % (worst digit 99.35 %)"
+    assert rows["FID / real floor"][0] == "10.0 × (2.000 / 0.200)"
+    assert rows["cGAN training s"] == ["573", "159 |"]
+    assert rows["the six stages' processes, prepare to evaluate, s"] == ["not measured", "302 |"]
+    assert rows["benchmark machine"] == ["AMD EPYC, 2 threads", "NVIDIA H100 80GB HBM3 GPU, 16 CPU threads |"]
+    assert rows["generator forward images/s (batch 1,000)"] == ["3,027", "1,279,194 |"]
+    assert rows["training time to 99 % class-conditional accuracy (validation)"] == ["239 s (1800 steps)", "not reached |"]
+    assert render_gpu(None, {}).startswith("_No GPU run")
