@@ -206,6 +206,9 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
     with user_errors():
         if threads > 0:
             torch.set_num_threads(threads)
+        dev = get_device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ParamsError("--device cuda: this machine has no CUDA GPU (use cpu or auto)")
         if generator_path and (overrides or generators_dir):
             raise ParamsError("--generator measures a trained generator: --set and --save-generators train one")
         all_params = load_params(params_path)
@@ -224,7 +227,6 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
         judge, judge_sha256 = load_classifier(classifier), sha256_file(classifier)
         val_images, val_labels = to_tensor(splits.val_images), torch.from_numpy(splits.val_labels)
         val_features = predict(judge, val_images)[1].numpy()
-        dev = get_device(device)
         machine = machine_info(dev)
         num_train = len(splits.train_images)
         if params.max_train_images > 0:  # as the train_cgan stage caps them

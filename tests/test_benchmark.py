@@ -65,6 +65,9 @@ def test_ablation_rejects_unknown_param(tmp_path):
     assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--generator", str(tmp_path / "a_file")),
                           "a_file", "not a readable torch checkpoint")
     assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--latent-scale", "0"), "--latent-scale")
+    if not torch.cuda.is_available():
+        assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--device", "cuda"), "no CUDA GPU")
+    assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--device", "tpu"), "--device")
 
 
 def test_judge_recipe_tstr_trains_on_exported_samples_of_every_digit(tiny_checkpoint, params, monkeypatch):
