@@ -266,7 +266,7 @@ Cells took {study['cell_wall_seconds'] / 60:.1f} min in all (`python -m pipeline
 def render(classifier: dict, cgan: dict, quality: dict, augmentation: dict, figures: str,
            ablation: list[dict] | None = None, generator_info: dict | None = None,
            cgan_params: dict | None = None, study: dict | None = None, gpu_table: str = "",
-           gpu_machine: str = "") -> str:
+           gpu_machine: str = "", gpu_note: str = "") -> str:
     """The Markdown report (GitHub-flavoured), figure links relative to ``reports/``."""
     digits = [str(d) for d in range(10)]
     per_class = "\n".join(
@@ -383,6 +383,8 @@ they name. Study cells run on the CPU only and are not part of the GPU run.
 
 {gpu_table or "_No GPU run recorded in `reports/gpu/`._"}
 
+{gpu_note}
+
 ## Per digit
 
 Judge accuracy on real test digits; class-conditional accuracy on synthetic digits; diversity =
@@ -438,7 +440,9 @@ def main(metrics_dir, live_dir, checkpoint, figures, params_path, ablation_dir, 
                       generator_info=generator_info, cgan_params=asdict(load_params(params_path).train_cgan),
                       study=read_json(metrics / "augmentation_study.json"),
                       gpu_table=render_gpu(gpu_run, cpu) if gpu_run else "",
-                      gpu_machine=machine_text(gpu_run["stages"].get("machine")) if gpu_run else "")
+                      gpu_machine=machine_text(gpu_run["stages"].get("machine")) if gpu_run else "",
+                      gpu_note=f"How the GPU run was timed: {gpu_run['stages']['note']}." if gpu_run
+                      and gpu_run["stages"].get("note") else "")
         with atomic_path(out) as tmp:
             tmp.write_text(text)
         log.info("wrote %s", out)

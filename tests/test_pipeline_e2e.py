@@ -82,6 +82,7 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
     assert "## Augmentation study" in report and "beyond classical augmentation at b = 5" in report
     assert report.count("|") > 20 and "## Ablation" in report and "coverage" in report
     assert "computed with the judge" in report and "not curated" in report
+    assert "## The default pipeline on a GPU" in report and "How the GPU run was timed" in report
     for figure in ("samples.png", "training_curves.png", "cgan_epochs/epoch_002.png"):
         assert (project / "reports/figures" / figure).stat().st_size > 0
     assert (project / "reports/live/cgan/plots/metrics/d_loss.tsv").read_text().count("\n") == 3
