@@ -32,6 +32,17 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+#: The metrics JSONs of one pipeline run that the report reads (stage outputs, in reports/metrics/).
+PIPELINE_METRICS = ("classifier", "referee", "cgan", "generate", "quality", "augmentation")
+
+
+def read_pipeline_run(metrics: Path, benchmark: Path) -> dict:
+    """``{"metrics": {name: JSON for each of PIPELINE_METRICS in the folder metrics}, "benchmark": the JSON at
+    benchmark, or None if there is none}``. Raises OSError or ValueError for a missing or unreadable metrics file."""
+    return {"metrics": {n: read_json(metrics / f"{n}.json") for n in PIPELINE_METRICS},
+            "benchmark": read_json(benchmark) if benchmark.exists() else None}
+
+
 def read_live(folder: Path, name: str) -> pd.DataFrame:
     """One dvclive metric as a DataFrame with columns ``step`` and the metric's last name part."""
     return pd.read_csv(folder / "plots" / "metrics" / f"{name}.tsv", sep="\t")
@@ -422,19 +433,16 @@ def main(metrics_dir, live_dir, checkpoint, figures, params_path, ablation_dir, 
         z, labels = fixed_noise(generator.config.z_dim, 10, ckpt["params"]["seed"])
         save_grid(sample(generator, z, labels), figures_path / "samples.png")
         plot_curves(live / "cgan", live / "classifier", figures_path / "training_curves.png")
-        generate = read_json(metrics / "generate.json")
+        cpu = read_pipeline_run(metrics, metrics / "benchmark.json")
+        gpu_path, gpu_run = Path(gpu_dir), None
+        if (gpu_path / "stage_seconds.json").exists():
+            gpu_run = {**read_pipeline_run(gpu_path / "metrics", gpu_path / "benchmark.json"),
+                       "stages": read_json(gpu_path / "stage_seconds.json")}
+        generate = cpu["metrics"]["generate"]
         generator_info = {"parameters": sum(p.numel() for p in generator.parameters()),
                           "flops_per_image": generator_flops_per_image(generator),
                           "export_images": generate["images"], "export_images_per_second": generate["images_per_second"]}
         ablation = [read_json(p) for p in sorted(Path(ablation_dir).glob("*.json"))]
-        names = ("classifier", "referee", "cgan", "generate", "quality", "augmentation")
-        cpu = {"metrics": {n: read_json(metrics / f"{n}.json") for n in names},
-               "benchmark": read_json(metrics / "benchmark.json") if (metrics / "benchmark.json").exists() else None}
-        gpu_path, gpu_run = Path(gpu_dir), None
-        if (gpu_path / "stage_seconds.json").exists():
-            gpu_run = {"stages": read_json(gpu_path / "stage_seconds.json"),
-                       "metrics": {n: read_json(gpu_path / "metrics" / f"{n}.json") for n in names},
-                       "benchmark": read_json(gpu_path / "benchmark.json") if (gpu_path / "benchmark.json").exists() else None}
         text = render(*(cpu["metrics"][n] for n in ("classifier", "cgan", "quality", "augmentation")),
                       figures=os.path.relpath(figures_path, Path(out).parent), ablation=ablation,
                       generator_info=generator_info, cgan_params=asdict(load_params(params_path).train_cgan),
