@@ -94,8 +94,7 @@ def machine_cell(run_: dict) -> str:
     machine = run_.get("machine")
     if not machine:
         return "not recorded"
-    where = (f"{machine['gpu']} GPU" if machine.get("gpu")
-             else f"{machine.get('cpu', '?')}, {machine.get('cpu_capability', '?')}")
+    where = machine_where(machine)
     if run_.get("generator"):  # a saved generator, measured here but trained elsewhere
         return f"{where} (measured only)"
     precision = training_precision(run_["params"].get("autocast", ""), machine.get("bfloat16_native", False))
@@ -156,16 +155,24 @@ def render_ablation(runs: list[dict], current: dict) -> str:
     return "\n".join(rows)
 
 
+def machine_where(machine: dict) -> str:
+    """``"NVIDIA H100 80GB HBM3 GPU"`` or ``"AMD EPYC, AVX2"`` (the SIMD level left out where not recorded)
+    from a :func:`pipeline.machine.machine_info` dict."""
+    if machine.get("gpu"):
+        return f"{machine['gpu']} GPU"
+    return ", ".join(p for p in (machine.get("cpu", "?"), machine.get("cpu_capability")) if p)
+
+
 def machine_text(machine: dict | None) -> str:
-    """``"NVIDIA H100 80GB HBM3 GPU, 16 CPU threads"`` or ``"AMD EPYC, AVX2, 2 threads"`` (the SIMD level
-    left out where not recorded) from a
-    :func:`pipeline.machine.machine_info` dict; ``"machine not recorded"`` for None."""
+    """:func:`machine_where` with the threads: ``"NVIDIA H100 80GB HBM3 GPU, 16 CPU threads"`` or
+    ``"AMD EPYC, AVX2, 2 threads"``; ``"machine not recorded"`` for None."""
     if not machine:
         return "machine not recorded"
-    if machine.get("gpu"):
-        return f"{machine['gpu']} GPU, {machine.get('torch_threads', '?')} CPU threads"
-    parts = [machine.get("cpu", "?"), machine.get("cpu_capability"), f"{machine.get('torch_threads', '?')} threads"]
-    return ", ".join(p for p in parts if p)
+    threads = f"{machine.get('torch_threads', '?')} {'CPU threads' if machine.get('gpu') else 'threads'}"
+    return f"{machine_where(machine)}, {threads}"
+
+
+NO_GPU_RUN = "_No GPU run recorded in `reports/gpu/`._"
 
 
 def render_gpu(gpu: dict | None, cpu: dict) -> str:
@@ -179,7 +186,7 @@ def render_gpu(gpu: dict | None, cpu: dict) -> str:
     the real reference); seconds are the wall seconds each stage's JSON records.
     """
     if not gpu:
-        return "_No GPU run recorded in `reports/gpu/`._"
+        return NO_GPU_RUN
 
     def quality_rows(m: dict) -> list[str]:
         q, a = m["quality"], m["augmentation"]
@@ -214,6 +221,28 @@ def render_gpu(gpu: dict | None, cpu: dict) -> str:
     rows += [f"| {n} | {c} | {g} |" for n, c, g in zip(bench_names, bench_rows(cpu.get("benchmark")),
                                                       bench_rows(gpu.get("benchmark")))]
     return "\n".join(rows)
+
+
+def gpu_section(gpu: dict | None, cpu: dict) -> str:
+    """The report's GPU section below its heading: how the run was made, :func:`render_gpu`'s table and the
+    run's own note (``stage_seconds.json``); :data:`NO_GPU_RUN` when ``gpu`` is None. Arguments as for
+    :func:`render_gpu`."""
+    if not gpu:
+        return NO_GPU_RUN
+    note = f"How the GPU run was timed: {gpu['stages']['note']}." if gpu["stages"].get("note") else ""
+    machine = machine_text(gpu["stages"].get("machine"))
+    return f"""The same params and seeds, run stage by stage on a lent GPU ({machine}) with
+`python -m pipeline.timed_repro --out reports/gpu` in a scratch clone (the stages pick the GPU with
+their `--device auto` default; generate samples on the CPU, its default) and
+`python -m pipeline.benchmark --device cuda --out reports/gpu/benchmark.json`. Different hardware
+and kernels give other numbers from the same seeds, so the quality rows show what one GPU run
+measured, not the committed generator. The CPU column's quality and seconds are the committed run's
+(`reports/metrics`); its benchmark rows are `reports/metrics/benchmark.json`, measured on the machine
+they name. Study cells run on the CPU only and are not part of the GPU run.
+
+{render_gpu(gpu, cpu)}
+
+{note}"""
 
 
 def evaluator_line(quality: dict) -> str:
@@ -276,8 +305,7 @@ Cells took {study['cell_wall_seconds'] / 60:.1f} min in all (`python -m pipeline
 
 def render(classifier: dict, cgan: dict, quality: dict, augmentation: dict, figures: str,
            ablation: list[dict] | None = None, generator_info: dict | None = None,
-           cgan_params: dict | None = None, study: dict | None = None, gpu_table: str = "",
-           gpu_machine: str = "", gpu_note: str = "") -> str:
+           cgan_params: dict | None = None, study: dict | None = None, gpu_section: str = "") -> str:
     """The Markdown report (GitHub-flavoured), figure links relative to ``reports/``."""
     digits = [str(d) for d in range(10)]
     per_class = "\n".join(
@@ -383,18 +411,7 @@ tenths of a point from noise.
 
 ## The default pipeline on a GPU
 
-The same params and seeds, run stage by stage on a lent GPU ({gpu_machine or "none recorded"}) with
-`python -m pipeline.timed_repro --out reports/gpu` in a scratch clone (the stages pick the GPU with
-their `--device auto` default; generate samples on the CPU, its default) and
-`python -m pipeline.benchmark --device cuda --out reports/gpu/benchmark.json`. Different hardware
-and kernels give other numbers from the same seeds, so the quality rows show what one GPU run
-measured, not the committed generator. The CPU column's quality and seconds are the committed run's
-(`reports/metrics`); its benchmark rows are `reports/metrics/benchmark.json`, measured on the machine
-they name. Study cells run on the CPU only and are not part of the GPU run.
-
-{gpu_table or "_No GPU run recorded in `reports/gpu/`._"}
-
-{gpu_note}
+{gpu_section or NO_GPU_RUN}
 
 ## Per digit
 
@@ -447,10 +464,7 @@ def main(metrics_dir, live_dir, checkpoint, figures, params_path, ablation_dir, 
                       figures=os.path.relpath(figures_path, Path(out).parent), ablation=ablation,
                       generator_info=generator_info, cgan_params=asdict(load_params(params_path).train_cgan),
                       study=read_json(metrics / "augmentation_study.json"),
-                      gpu_table=render_gpu(gpu_run, cpu) if gpu_run else "",
-                      gpu_machine=machine_text(gpu_run["stages"].get("machine")) if gpu_run else "",
-                      gpu_note=f"How the GPU run was timed: {gpu_run['stages']['note']}." if gpu_run
-                      and gpu_run["stages"].get("note") else "")
+                      gpu_section=gpu_section(gpu_run, cpu))
         with atomic_path(out) as tmp:
             tmp.write_text(text)
         log.info("wrote %s", out)

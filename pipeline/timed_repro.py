@@ -4,8 +4,8 @@
 ``python -m pipeline.timed_repro --out reports/gpu`` runs prepare, train_classifier, train_referee,
 train_cgan, generate and evaluate: each stage's ``cmd`` from dvc.yaml, verbatim, with this Python and
 without DVC (no cache, so every stage runs). Then it writes ``<out>/stage_seconds.json`` (wall seconds of
-each stage's process, the command, the machine: ``pipeline.machine.machine_info``) and copies the
-metrics JSONs dvc.yaml names for those stages to ``<out>/metrics/``.
+each stage's process, the command, the order they ran in, the machine: ``pipeline.machine.machine_info``)
+and copies the metrics JSONs dvc.yaml names for those stages to ``<out>/metrics/``.
 ``reports/gpu`` holds such a run on an H100 GPU: the stages take a GPU through their
 ``--device auto`` default (generate samples on the CPU, its default, so that exports are bit-reproducible).
 Study cells (CPU only) and the report are not run.
@@ -30,7 +30,7 @@ from pipeline.cli import run, user_errors
 from pipeline.machine import machine_info
 from pipeline.utils import PipelineError, atomic_path, get_device, write_json
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pipeline.timed_repro")
 
 DEFAULT_STAGES = "prepare,train_classifier,train_referee,train_cgan,generate,evaluate"
 
@@ -42,7 +42,7 @@ def stage_commands(dvc_yaml: str | Path, names: list[str]) -> dict[str, dict]:
     this interpreter; ``metrics`` are the stage's ``metrics`` outputs.
     Raises:
         PipelineError: the file is unreadable, a name is not a stage, or a stage has no plain ``cmd``
-            (``foreach`` stages are not supported).
+            (templated stages, ``matrix`` / ``foreach`` or ``${...}`` in the command, need DVC to expand them).
     """
     try:
         stages = yaml.safe_load(Path(dvc_yaml).read_text())["stages"]
@@ -52,6 +52,9 @@ def stage_commands(dvc_yaml: str | Path, names: list[str]) -> dict[str, dict]:
     for name in names:
         if name not in stages or not isinstance(stages[name].get("cmd"), str):
             raise PipelineError(f"{dvc_yaml}: no stage {name!r} with a plain cmd (stages: {', '.join(stages)})")
+        if "${" in stages[name]["cmd"]:
+            raise PipelineError(f"{dvc_yaml}: stage {name!r} is templated (matrix, foreach or ${{...}}): "
+                                "run it with dvc repro")
         argv = shlex.split(stages[name]["cmd"])
         if argv[0] in ("python", "python3"):
             argv[0] = sys.executable
@@ -82,7 +85,7 @@ def main(out, stages, dvc_yaml) -> None:
                 with atomic_path(out_dir / "metrics" / Path(path).name) as tmp:
                     shutil.copy(path, tmp)
         write_json(out_dir / "stage_seconds.json", {
-            "stages": timings, "total_seconds": round(sum(t["wall_seconds"] for t in timings.values()), 1),
+            "stages": timings, "order": list(timings), "total_seconds": round(sum(t["wall_seconds"] for t in timings.values()), 1),
             "machine": machine_info(get_device("auto")),
             "note": "each stage's whole process (imports, data loading, writing) as dvc.yaml runs it"})
         log.info("wrote %s", out_dir / "stage_seconds.json")

@@ -31,6 +31,7 @@ def test_runs_the_stages_in_order_times_them_and_copies_their_metrics(tmp_path):
     assert result.returncode == 0, result.stderr
     timings = json.loads((tmp_path / "gpu/stage_seconds.json").read_text())
     assert list(timings["stages"]) == ["first", "second"]
+    assert timings["order"] == ["first", "second"]  # the JSON's keys are sorted
     assert all(t["wall_seconds"] >= 0 for t in timings["stages"].values())
     assert timings["stages"]["first"]["cmd"].startswith("-c ")
     assert timings["machine"]["device"] in ("cpu", "cuda")
@@ -46,3 +47,6 @@ def test_a_failing_stage_or_an_unknown_one_is_a_one_line_error(tmp_path):
     unknown = timed_repro(tmp_path, "--out", "gpu", "--stages", "nope")
     assert unknown.returncode == 1 and "no stage 'nope'" in unknown.stderr
     assert unknown.stderr.count("\n") == 1 and "Traceback" not in unknown.stderr
+    write_dvc_yaml(tmp_path, {"cell": {"matrix": {"seed": [0, 1]}, "cmd": "python -c 'print(${item.seed})'"}})
+    templated = timed_repro(tmp_path, "--out", "gpu", "--stages", "cell")
+    assert templated.returncode == 1 and "stage 'cell' is templated" in templated.stderr
