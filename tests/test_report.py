@@ -3,7 +3,7 @@ import json
 import torch
 
 from pipeline.machine import machine_info
-from pipeline.report import render_ablation
+from pipeline.report_sections import render_ablation
 
 
 def _run(name, lr_g, epochs):
@@ -90,7 +90,7 @@ def test_ablation_table_shows_sampling_choices_and_measured_generators():
 
 
 def test_ablation_machine_cell_names_the_gpu_a_run_trained_or_was_measured_on():
-    from pipeline.report import machine_cell
+    from pipeline.report_sections import machine_cell
     gpu = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_capability": "AVX512", "gpu": "NVIDIA H100 80GB HBM3",
            "bfloat16_native": True, "device": "cuda"}
     assert machine_cell({"machine": gpu, "params": {"autocast": "bfloat16"}}) == "NVIDIA H100 80GB HBM3 GPU, bfloat16"
@@ -109,7 +109,7 @@ def _pipeline_metrics(tstr, cgan_seconds):
 
 
 def test_gpu_section_puts_the_gpu_run_next_to_the_cpu_run_row_by_row():
-    from pipeline.report import render_gpu
+    from pipeline.report_sections import render_gpu
     cpu_bench = {"machine": {"cpu": "AMD EPYC", "torch_threads": 2}, "cgan_train_images_per_second": 445.2,
                  "generator_forward_images_per_second": 3027.0,
                  "time_to_target": {"reached": True, "seconds": 238.6, "steps": 1800}}
