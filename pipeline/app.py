@@ -1,7 +1,8 @@
 """Interactive generator: ``streamlit run pipeline/app.py`` (from the project root; ``pip install -e ".[app]"``).
 
-Pick a digit (or all ten), how many images (1-100), a seed (or a random one) and optionally a minimum
-judge confidence, press Generate: the page shows the digits with the judge's label and confidence, the
+Pick a digit (or all ten), how many images (1-100), a seed (or a random one), the latent scale
+(default: ``generate.latent_scale`` in params.yaml, as the export) and optionally a minimum judge
+confidence, press Generate: the page shows the digits with the judge's label and confidence, the
 seed used, and offers them as a ZIP of PNGs and as a Parquet file in the export format. The generator
 and the judge are loaded once per server process (``st.cache_resource``) and reloaded when their files
 change. The work itself is :mod:`pipeline.interactive`.
@@ -15,9 +16,10 @@ from pathlib import Path
 import streamlit as st
 
 from pipeline.gan import load_generator
-from pipeline.interactive import (DEFAULT_COUNT, MAX_IMAGES, MAX_MIN_CONFIDENCE, MAX_SEED, Request, generate_batch,
-                                  grid_html, parquet_bytes, query_of, random_seed, request_from_query,
-                                  zip_of_pngs)
+from pipeline.interactive import (DEFAULT_COUNT, MAX_IMAGES, MAX_LATENT_SCALE, MAX_MIN_CONFIDENCE, MAX_SEED, Request,
+                                  generate_batch, grid_html, parquet_bytes, query_of, random_seed,
+                                  request_from_query, zip_of_pngs)
+from pipeline.params import load_params
 from pipeline.training import load_classifier
 from pipeline.utils import PipelineError
 
@@ -49,6 +51,8 @@ with st.sidebar:
     st.header("Models")
     checkpoint = st.text_input("Generator checkpoint", "models/generator.pt")
     judge_path = st.text_input("Judge (classifier) checkpoint", "models/classifier.pt")
+    # The export's latent scale, so the app's images of seed s are the export's first rows.
+    default_scale = load_params("params.yaml").generate.latent_scale if Path("params.yaml").is_file() else 1.0
 
 if not Path(checkpoint).is_file():
     st.error(f"No trained generator found at `{checkpoint}`. Train one with `dvc repro` (or "
@@ -66,10 +70,10 @@ if judge is None:
 # The widgets start from the URL's query parameters (a shared link reproduces a grid), read once a session.
 if "initial" not in st.session_state:
     try:
-        st.session_state["initial"] = request_from_query(st.query_params.to_dict())
+        st.session_state["initial"] = request_from_query(st.query_params.to_dict(), default_scale)
     except PipelineError as error:
         st.error(f"{error}; the page starts from the defaults instead.")
-        st.session_state["initial"] = Request(tuple(range(10)), DEFAULT_COUNT, 0)
+        st.session_state["initial"] = Request(tuple(range(10)), DEFAULT_COUNT, 0, latent_scale=default_scale)
 initial = st.session_state["initial"]
 
 left, middle, right = st.columns(3)
@@ -81,11 +85,14 @@ seed = middle.number_input("Seed", min_value=0, max_value=MAX_SEED, value=initia
 min_confidence = right.slider("Minimum judge confidence (0 = keep every image)", 0.0, MAX_MIN_CONFIDENCE,
                               initial.min_confidence if judge is not None else 0.0, 0.001, format="%.3f",
                               disabled=judge is None)
+latent_scale = right.number_input("Latent scale s, z ~ N(0, s² I) (< 1: less varied, cleaner digits)",
+                                  min_value=0.05, max_value=MAX_LATENT_SCALE, value=initial.latent_scale, step=0.05)
 
 if st.button("Generate", type="primary"):
     try:
         request = Request(digits=tuple(range(10)) if digit == ALL_DIGITS else (int(digit),), count=int(count),
-                          seed=random_seed() if use_random else int(seed), min_confidence=float(min_confidence))
+                          seed=random_seed() if use_random else int(seed), min_confidence=float(min_confidence),
+                          latent_scale=float(latent_scale))
         start = time.perf_counter()
         batch = generate_batch(generator, judge, request)
         st.session_state["seconds"] = time.perf_counter() - start
@@ -101,6 +108,7 @@ if batch is not None:
     what = "all ten digits" if len(request.digits) == 10 else f"digit {request.digits[0]}"
     curated = f", judge confidence ≥ {request.min_confidence:.3f}" if request.min_confidence > 0 else ""
     st.markdown(f"**Seed used: {request.seed}** · {len(batch.images)} images of {what}{curated} · "
+                f"latent scale {request.latent_scale:g} · "
                 f"generated and judged in {1000 * st.session_state['seconds']:.0f} ms · generator epoch "
                 f"{st.session_state['epoch']}")
     name = f"synthetic-digits-seed{request.seed}"

@@ -41,6 +41,10 @@ def front_matter(manifest: dict) -> dict:
     return header
 
 
+def _latent_variance(scale: float) -> str:
+    return "I" if scale == 1.0 else f"{scale:g}² I"
+
+
 def dataset_card(manifest: dict) -> str:
     """Markdown text of ``README.md`` for the export described by ``manifest`` (see ``pipeline.generate``)."""
     ckpt, quality, curation = manifest["generator_checkpoint"], manifest.get("quality"), manifest.get("curation")
@@ -50,11 +54,13 @@ def dataset_card(manifest: dict) -> str:
         "# Synthetic MNIST digits", "",
         f"{manifest['total']:,} labeled 28×28 grayscale digits ({counts}) sampled from a class-conditional GAN "
         "G(z, y) trained on the MNIST training set. Each row: `image` (PNG), `label` (the digit it was "
-        "generated for), `seed` and `index` (the image is a pure function of seed, label and index).", "",
+        "generated for), `seed` and `index` (the image is a pure function of seed, label and index, given the "
+        "latent scale below).", "",
         "## How it was made", "",
         f"- Generator: `{ckpt['path']}` (sha256 `{ckpt['sha256'][:16]}…`, epoch {ckpt['epoch']}, "
         f"width {ckpt['model_args'].get('width')}, z_dim {ckpt['model_args'].get('z_dim')}).",
-        f"- Sampling seed {manifest['seed']}; latent z ~ N(0, I) from per-(digit, block) seeded streams; "
+        f"- Sampling seed {manifest['seed']}; latent z ~ N(0, {_latent_variance(manifest.get('latent_scale', 1.0))}) "
+        "from per-(digit, block) seeded streams; "
         f"{manifest['layout']['num_shards']} shard(s) of ≤ {manifest['layout']['rows_per_shard']:,} rows, "
         "classes interleaved row by row.",
         f"- Code: package {manifest['code_revision']['package_version']}, source sha256 "

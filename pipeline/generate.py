@@ -69,6 +69,9 @@ def parse_digits(text: str | None) -> list[int]:
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
               help="Keep only images the judge assigns to their digit with at least this probability. "
                    "Default: generate.min_confidence in params.yaml (0 = keep all).")
+@click.option("--latent-scale", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Sample z ~ N(0, s^2 I) with this s (< 1 trades diversity for fidelity, as the truncation "
+                   "trick). Default: generate.latent_scale in params.yaml.")
 @click.option("--shard-size", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Most images per Parquet shard (about 29 MB per 100,000).")
 @click.option("--num-shards", type=click.IntRange(min=1), default=None,
@@ -82,14 +85,15 @@ def parse_digits(text: str | None) -> list[int]:
               help="Torch threads for sampling. Default: torch's (all cores; the writer runs at lower priority).")
 @click.option("--metrics", default=None, type=click.Path(dir_okay=False),
               help="Also write wall time, images/s and peak memory to this JSON (the DVC stage does).")
-def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, shard_size, num_shards, shard_index,
-         overwrite, params_path, device, threads, metrics) -> None:
+def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, latent_scale, shard_size, num_shards,
+         shard_index, overwrite, params_path, device, threads, metrics) -> None:
     with user_errors():
         start = time.perf_counter()
         params = load_params(params_path).generate
         per_class = per_class or params.per_class
         seed = params.seed if seed is None else seed
         min_confidence = params.min_confidence if min_confidence is None else min_confidence
+        latent_scale = params.latent_scale if latent_scale is None else latent_scale
         wanted = parse_digits(digits)
         layout = (ShardLayout(tuple(wanted), per_class, num_shards) if num_shards
                   else ShardLayout.with_shard_size(wanted, per_class, shard_size))
@@ -106,7 +110,7 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, s
         generator, ckpt = load_generator(checkpoint, dev)
         classifier = load_classifier(judge, dev) if min_confidence > 0 or Path(judge).is_file() else None
         curator = classifier if min_confidence > 0 else None
-        latents = LatentStreams(seed, generator.config.z_dim)
+        latents = LatentStreams(seed, generator.config.z_dim, scale=latent_scale)
         tmp = staging_folder(out)
         writer = WriterProcess(tmp, fmt, curator is not None, seed)
         try:
@@ -119,6 +123,7 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, s
             quality = card_quality(classifier, judge, done["first"], curator is not None) if classifier else None
             manifest = build_manifest(
                 layout=layout, shards=done["shards"], shard_index=shard_index, seed=seed, fmt=fmt,
+                latent_scale=latent_scale,
                 checkpoint={"path": str(checkpoint), "sha256": sha256_file(checkpoint), "epoch": ckpt["epoch"],
                             "model_args": ckpt["model_args"], "params": ckpt["params"]},
                 curation=None if curator is None else curation_record(
@@ -134,8 +139,9 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, s
         elapsed = time.perf_counter() - start
         peak = {"peak_rss_mb_sampler": _peak_mb(), "peak_rss_mb_writer": writer_peak}
         if metrics:
-            write_json(metrics, {"images": total, "format": fmt, "seed": seed, "shards": len(shards),
-                                 "wall_seconds": round(elapsed, 2), "export_seconds": round(export_seconds, 2),
+            write_json(metrics, {"images": total, "format": fmt, "seed": seed, "latent_scale": latent_scale,
+                                 "shards": len(shards), "wall_seconds": round(elapsed, 2),
+                                 "export_seconds": round(export_seconds, 2),
                                  "images_per_second": round(total / export_seconds, 1),
                                  "torch_threads": torch.get_num_threads(), **peak})
         log.info("wrote %d images in %d shard(s) to %s: %.0f images/s (sample + encode + write), %.1f s in all, "

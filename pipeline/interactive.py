@@ -4,8 +4,8 @@ sample the digits with their judge labels, and package them as a ZIP of PNGs or 
 Images are the rows an export with the same seed would hold: row ``r`` of a request for ``digits`` is
 digit ``digits[r % k]`` with per-digit index ``r // k`` (:class:`pipeline.sampling.ShardLayout`), its
 latent z from :class:`pipeline.sampling.LatentStreams`. So the app's 100 images of "all digits, seed s"
-are the first 100 rows of ``python -m pipeline.generate --seed s``, and the app's Parquet file uses the
-export's schema. Pure and importable.
+are the first 100 rows of ``python -m pipeline.generate --seed s`` (with the same latent scale), and the app's
+Parquet file uses the export's schema. Pure and importable.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ MAX_IMAGES = 100
 MAX_SEED = 2**31 - 1
 #: Highest --min-confidence the app offers: at 1.0 rejection sampling would almost never finish.
 MAX_MIN_CONFIDENCE = 0.999
+#: Widest latent scale the app offers (z ~ N(0, s² I)); validation quality falls off beyond ~1.2 already.
+MAX_LATENT_SCALE = 2.0
 #: On the page each 28x28 digit is drawn this many times larger, pixel for pixel.
 ZOOM = 3
 #: ZIP entries carry this fixed timestamp, so the same images give the same ZIP bytes.
@@ -42,18 +44,21 @@ _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
 @dataclass(frozen=True)
 class Request:
-    """One press of Generate: ``count`` images of ``digits`` with sampling ``seed``; with
-    ``min_confidence > 0`` only images the judge assigns to their digit with at least that probability.
+    """One press of Generate: ``count`` images of ``digits`` with sampling ``seed`` and latent z ~ N(0,
+    ``latent_scale``² I); with ``min_confidence > 0`` only images the judge assigns to their digit with at
+    least that probability.
 
     Raises:
         PipelineError: (one line) a digit outside 0-9 or repeated, ``count`` outside 1..:data:`MAX_IMAGES`,
-            ``seed`` outside 0..:data:`MAX_SEED`, ``min_confidence`` outside [0, :data:`MAX_MIN_CONFIDENCE`].
+            ``seed`` outside 0..:data:`MAX_SEED`, ``min_confidence`` outside [0, :data:`MAX_MIN_CONFIDENCE`],
+            ``latent_scale`` outside (0, :data:`MAX_LATENT_SCALE`].
     """
 
     digits: tuple[int, ...]
     count: int
     seed: int
     min_confidence: float = 0.0
+    latent_scale: float = 1.0
 
     def __post_init__(self):
         if not self.digits or len(set(self.digits)) != len(self.digits) or not all(
@@ -66,6 +71,8 @@ class Request:
         if not 0.0 <= self.min_confidence <= MAX_MIN_CONFIDENCE:
             raise PipelineError(f"the minimum judge confidence must be in [0, {MAX_MIN_CONFIDENCE}], "
                                 f"got {self.min_confidence}")
+        if not 0.0 < self.latent_scale <= MAX_LATENT_SCALE:
+            raise PipelineError(f"the latent scale must be in (0, {MAX_LATENT_SCALE}], got {self.latent_scale}")
 
 
 @dataclass(frozen=True)
@@ -97,9 +104,10 @@ class Batch:
 DEFAULT_COUNT = 50
 
 
-def request_from_query(query: Mapping[str, str]) -> Request:
-    """The request a shared URL describes, ``?digit=7&count=20&seed=3&min_confidence=0.9`` (``digit=all``
-    or absent: all ten; absent keys: :data:`DEFAULT_COUNT` images, seed 0, no minimum confidence).
+def request_from_query(query: Mapping[str, str], latent_scale: float = 1.0) -> Request:
+    """The request a shared URL describes, ``?digit=7&count=20&seed=3&min_confidence=0.9&latent_scale=1.1``
+    (``digit=all`` or absent: all ten; absent keys: :data:`DEFAULT_COUNT` images, seed 0, no minimum
+    confidence, the given ``latent_scale``).
 
     Raises:
         PipelineError: (one line) a value is not a number or out of range (see :class:`Request`).
@@ -116,7 +124,7 @@ def request_from_query(query: Mapping[str, str]) -> Request:
     digit = query.get("digit", "all")
     digits = tuple(range(NUM_CLASSES)) if digit == "all" else (number("digit", int, 0),)
     return Request(digits, number("count", int, DEFAULT_COUNT), number("seed", int, 0),
-                   number("min_confidence", float, 0.0))
+                   number("min_confidence", float, 0.0), number("latent_scale", float, latent_scale))
 
 
 def query_of(request: Request) -> dict[str, str]:
@@ -125,6 +133,7 @@ def query_of(request: Request) -> dict[str, str]:
     query = {"digit": digit, "count": str(request.count), "seed": str(request.seed)}
     if request.min_confidence > 0:
         query["min_confidence"] = repr(request.min_confidence)
+    query["latent_scale"] = repr(request.latent_scale)  # always: the app's default comes from params.yaml
     return query
 
 
@@ -145,7 +154,7 @@ def generate_batch(generator: Generator, judge: Classifier | None, request: Requ
     per_class = math.ceil(request.count / len(request.digits))
     layout = ShardLayout(request.digits, per_class, num_shards=1)
     labels, indices = layout.labels_and_indices(range(request.count))
-    latents = LatentStreams(request.seed, generator.config.z_dim)
+    latents = LatentStreams(request.seed, generator.config.z_dim, scale=request.latent_scale)
     curator = judge if request.min_confidence > 0 else None
     rows = sample_rows(generator, latents, labels, indices, curator, request.min_confidence)
     judge_label = judge_confidence = None

@@ -64,9 +64,11 @@ def curation_record(min_confidence: float, classifier_path: str, classifier_sha2
 
 
 def build_manifest(layout: ShardLayout, shards: list[dict], shard_index: int | None, seed: int, fmt: str,
-                   checkpoint: dict, curation: dict | None, quality: dict | None, batch_size: int) -> dict:
+                   checkpoint: dict, curation: dict | None, quality: dict | None, batch_size: int,
+                   latent_scale: float = 1.0) -> dict:
     """The manifest of an export of ``shards`` (each ``{"index", "first_row", "file", "rows", "bytes",
-    "sha256"}``) cut from ``layout``; ``shard_index`` is set when only that shard was written."""
+    "sha256"}``) cut from ``layout``; ``shard_index`` is set when only that shard was written;
+    ``latent_scale``: the s of z ~ N(0, s² I) (:class:`pipeline.sampling.LatentStreams`)."""
     counts = dict.fromkeys(map(str, layout.digits), 0)
     for shard in shards:
         rows = range(shard["first_row"], shard["first_row"] + shard["rows"])
@@ -77,6 +79,7 @@ def build_manifest(layout: ShardLayout, shards: list[dict], shard_index: int | N
         "total": sum(s["rows"] for s in shards),
         "counts": counts,
         "seed": seed,
+        "latent_scale": latent_scale,
         "format": fmt,
         "shard_index": shard_index,
         "shards": shards,

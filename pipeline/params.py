@@ -74,6 +74,11 @@ class GenerateParams:
     per_class: int  # images per digit written by the DVC stage
     batch_size: int
     min_confidence: float  # 0 = keep every image; > 0 = keep only images the judge gives this probability
+    latent_scale: float  # sample z ~ N(0, latent_scale^2 I); < 1 is the truncation trick, > 1 widens the samples
+
+    def __post_init__(self):
+        if not self.latent_scale > 0:
+            raise ParamsError(f"params generate.latent_scale must be > 0, got {self.latent_scale!r}")
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,8 @@ def plot_curves(cgan_live: Path, classifier_live: Path, path: Path) -> None:
 
 def render(classifier: dict, cgan: dict, quality: dict, augmentation: dict, figures: str,
            ablation: list[dict] | None = None, generator_info: dict | None = None,
-           cgan_params: dict | None = None, study: dict | None = None, gpu_section: str = "") -> str:
+           cgan_params: dict | None = None, study: dict | None = None, gpu_section: str = "",
+           latent_scale: float = 1.0) -> str:
     """The Markdown report (GitHub-flavoured), figure links relative to ``reports/``."""
     digits = [str(d) for d in range(10)]
     per_class = "\n".join(
@@ -96,7 +97,8 @@ split held out of MNIST train.
 
 ## Samples
 
-Fixed latent z, one row per digit 0-9 (generator `models/generator.pt`, {cgan['epochs']} epochs):
+Fixed latent z (scaled as the export's, z ~ N(0, {latent_scale:g}² I)), one row per digit 0-9 (generator
+`models/generator.pt`, {cgan['epochs']} epochs):
 
 ![samples]({figures}/samples.png)
 
@@ -211,8 +213,9 @@ def main(metrics_dir, live_dir, checkpoint, figures, params_path, ablation_dir, 
     with user_errors():
         metrics, live, figures_path = Path(metrics_dir), Path(live_dir), Path(figures)
         generator, ckpt = load_generator(checkpoint)
+        params = load_params(params_path)
         z, labels = fixed_noise(generator.config.z_dim, 10, ckpt["params"]["seed"])
-        save_grid(sample(generator, z, labels), figures_path / "samples.png")
+        save_grid(sample(generator, params.generate.latent_scale * z, labels), figures_path / "samples.png")
         plot_curves(live / "cgan", live / "classifier", figures_path / "training_curves.png")
         cpu = read_pipeline_run(metrics, metrics / "benchmark.json")
         gpu_path, gpu_run = Path(gpu_dir), None
@@ -226,9 +229,9 @@ def main(metrics_dir, live_dir, checkpoint, figures, params_path, ablation_dir, 
         ablation = [read_json(p) for p in sorted(Path(ablation_dir).glob("*.json"))]
         text = render(*(cpu["metrics"][n] for n in ("classifier", "cgan", "quality", "augmentation")),
                       figures=os.path.relpath(figures_path, Path(out).parent), ablation=ablation,
-                      generator_info=generator_info, cgan_params=asdict(load_params(params_path).train_cgan),
+                      generator_info=generator_info, cgan_params=asdict(params.train_cgan),
                       study=read_json(metrics / "augmentation_study.json"),
-                      gpu_section=gpu_section(gpu_run, cpu))
+                      gpu_section=gpu_section(gpu_run, cpu), latent_scale=params.generate.latent_scale)
         with atomic_path(out) as tmp:
             tmp.write_text(text)
         log.info("wrote %s", out)

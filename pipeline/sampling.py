@@ -86,10 +86,15 @@ def block_latents(seed: int, digit: int, block: int, z_dim: int, attempt: int = 
 
 
 class LatentStreams:
-    """Latent z of any ``(digit, index, attempt)``, with the few most recent blocks cached."""
+    """Latent z of any ``(digit, index, attempt)``, with the few most recent blocks cached.
 
-    def __init__(self, seed: int, z_dim: int, cache_blocks: int = 64):
-        self.seed, self.z_dim, self.cache_blocks = seed, z_dim, cache_blocks
+    ``scale`` multiplies every z, so z ~ N(0, scale² I): below 1 this is the truncation trick's trade of
+    diversity for fidelity (as Kingma & Dhariwal 2018's sampling temperature; Brock et al. 2019 truncate
+    instead), above 1 it widens the samples. The streams themselves do not depend on it.
+    """
+
+    def __init__(self, seed: int, z_dim: int, cache_blocks: int = 64, scale: float = 1.0):
+        self.seed, self.z_dim, self.cache_blocks, self.scale = seed, z_dim, cache_blocks, scale
         self._cache: OrderedDict[tuple[int, int, int], torch.Tensor] = OrderedDict()
 
     def __call__(self, digits: np.ndarray, indices: np.ndarray, attempt: int = 0) -> torch.Tensor:
@@ -104,7 +109,7 @@ class LatentStreams:
                     self._cache.popitem(last=False)
             rows = np.flatnonzero((digits == digit) & (blocks == block))
             z[torch.from_numpy(rows)] = self._cache[key][torch.from_numpy(indices[rows] % BLOCK_SIZE)]
-        return z
+        return z * self.scale if self.scale != 1.0 else z
 
 
 @torch.inference_mode()

@@ -19,6 +19,7 @@ from pipeline.export import decode_png, export_schema
 from pipeline.gan import load_generator
 from pipeline.interactive import (MAX_SEED, Request, captions, generate_batch, grid_html, parquet_bytes, query_of,
                                   request_from_query, zip_of_pngs)
+from pipeline.params import load_params
 from pipeline.training import load_classifier
 from pipeline.utils import PipelineError
 from tests.conftest import REPO, run_module
@@ -26,6 +27,8 @@ from tests.conftest import REPO, run_module
 streamlit_testing = pytest.importorskip("streamlit.testing.v1", reason="the app extra (streamlit) is not installed")
 AppTest = streamlit_testing.AppTest
 APP = str(REPO / "pipeline" / "app.py")
+#: The export's latent scale (generate.latent_scale), which the app starts from.
+SCALE = load_params(REPO / "params.yaml").generate.latent_scale
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,8 @@ def models():
     ({"digits": ()}, "digits must be"),
     ({"min_confidence": 1.0}, "minimum judge confidence must be in [0, 0.999]"),
     ({"min_confidence": -0.1}, "minimum judge confidence"),
+    ({"latent_scale": 0.0}, "latent scale must be in (0, 2.0], got 0.0"),
+    ({"latent_scale": 2.5}, "latent scale must be in (0, 2.0]"),
 ])
 def test_request_out_of_range_is_a_one_line_error(kwargs, fragment):
     with pytest.raises(PipelineError) as error:
@@ -55,9 +60,11 @@ def test_request_out_of_range_is_a_one_line_error(kwargs, fragment):
 
 
 def test_query_parameters_round_trip_and_reject_bad_values():
-    request = Request((7,), 20, 3, 0.9)
+    request = Request((7,), 20, 3, 0.9, 1.15)
     assert request_from_query(query_of(request)) == request
-    assert request_from_query({}) == Request(tuple(range(10)), 50, 0, 0.0)
+    assert request_from_query(query_of(Request((7,), 20, 3)), latent_scale=1.1).latent_scale == 1.0  # the URL wins
+    assert request_from_query({}) == Request(tuple(range(10)), 50, 0, 0.0, 1.0)
+    assert request_from_query({}, latent_scale=1.1).latent_scale == 1.1
     assert request_from_query({"digit": "all", "count": "100"}).digits == tuple(range(10))
     with pytest.raises(PipelineError, match="seed='x' is not an integer"):
         request_from_query({"seed": "x"})
@@ -84,7 +91,7 @@ def test_images_are_the_first_rows_of_an_export_with_the_same_seed(models, tmp_p
     assert result.returncode == 0, result.stderr
     table = pq.read_table(tmp_path / "export" / "part-00000.parquet")
     exported = np.stack([decode_png(row["bytes"]) for row in table.column("image").to_pylist()])
-    batch = generate_batch(*models, Request(tuple(range(10)), 30, 41))
+    batch = generate_batch(*models, Request(tuple(range(10)), 30, 41, latent_scale=SCALE))
     assert np.array_equal(batch.images, exported)
     assert batch.labels.tolist() == table.column("label").to_pylist()
     assert batch.indices.tolist() == table.column("index").to_pylist()
@@ -181,14 +188,15 @@ def test_page_shows_only_the_title_and_the_controls(app):
     at = app.run()
     kinds = [e.type for e in _page_elements(at.main)]
     assert [k for k in kinds if k not in ("flex_container", "column")] == [
-        "title", "selectbox", "number_input", "checkbox", "number_input", "slider", "button"]
+        "title", "selectbox", "number_input", "checkbox", "number_input", "slider", "number_input", "button"]
 
 
 def test_widgets_generate_and_downloads(app, media, models):
     at = app.run()
     assert not at.exception and not at.error
     assert at.selectbox[0].label == "Digit" and at.selectbox[0].options[0] == "all ten"
-    assert [w.label for w in at.number_input] == ["How many images", "Seed"]
+    assert [w.label for w in at.number_input][:2] == ["How many images", "Seed"]
+    assert at.number_input[2].label.startswith("Latent scale") and at.number_input[2].value == SCALE
     assert (at.number_input[0].min, at.number_input[0].max) == (1, 100)
     assert at.checkbox[0].label == "Random seed" and at.slider[0].max == 0.999
     assert len(at.html) == 0  # nothing generated yet
@@ -200,12 +208,12 @@ def test_widgets_generate_and_downloads(app, media, models):
     assert not at.exception and not at.error
     assert "Seed used: 123" in _summary(at) and "16 images of digit 7" in _summary(at)
     shown = _shown_images(at)
-    expected = generate_batch(*models, Request((7,), 16, 123))
+    expected = generate_batch(*models, Request((7,), 16, 123, latent_scale=SCALE))
     assert np.array_equal(np.stack(shown), expected.images)
     assert [m.value for m in at.markdown] == [_summary(at)]  # the summary line and nothing else
     for caption in captions(expected):
         assert caption in at.html[0].value
-    assert dict(at.query_params) == {"digit": "7", "count": "16", "seed": "123"}
+    assert dict(at.query_params) == {"digit": "7", "count": "16", "seed": "123", "latent_scale": repr(SCALE)}
 
     payloads = {button.label: media[button.proto.url.rsplit("/", 1)[1].split(".")[0]] for button in at.download_button}
     assert payloads["Download PNGs (ZIP)"] == zip_of_pngs(expected)
@@ -215,6 +223,13 @@ def test_widgets_generate_and_downloads(app, media, models):
 
     at.button[0].click().run()  # same seed again: the same images
     assert np.array_equal(np.stack(_shown_images(at)), expected.images)
+
+    at.number_input[2].set_value(0.5)  # a narrower latent: other images, named in the summary and the URL
+    at.button[0].click().run()
+    narrow = generate_batch(*models, Request((7,), 16, 123, latent_scale=0.5))
+    assert np.array_equal(np.stack(_shown_images(at)), narrow.images)
+    assert not np.array_equal(narrow.images, expected.images)
+    assert "latent scale 0.5" in _summary(at) and at.query_params["latent_scale"] == "0.5"
 
 
 def test_random_seed_is_shown_and_differs(app):

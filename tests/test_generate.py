@@ -32,6 +32,7 @@ def test_generate_writes_exact_counts_manifest_and_card(tmp_path, tiny_checkpoin
     assert len(list((out / "3").glob("*.png"))) == 7
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"0": 7, "3": 7, "9": 7} and manifest["total"] == 21 and manifest["seed"] == 3
+    assert manifest["latent_scale"] == 1.1  # generate.latent_scale in params.yaml
     assert len(manifest["generator_checkpoint"]["sha256"]) == 64
     assert manifest["shards"][0]["file"] == "part-00000.parquet" and len(manifest["shards"][0]["sha256"]) == 64
     assert len(manifest["code_revision"]["source_sha256"]) == 64 and "pipeline.generate" in manifest["code_revision"]["modules"]
@@ -42,6 +43,24 @@ def test_generate_writes_exact_counts_manifest_and_card(tmp_path, tiny_checkpoin
     assert header["configs"][0]["data_files"][0]["path"] == "part-*.parquet"
     assert [f["name"] for f in header["dataset_info"]["features"]][:2] == ["image", "label"]
     assert "## How it was made" in card and "## Measured quality" in card
+    assert "latent z ~ N(0, 1.1² I)" in card
+
+
+def test_latent_scale_scales_z_and_is_recorded(tmp_path, tiny_checkpoint):
+    from pipeline.sampling import LatentStreams
+
+    digits, indices = np.array([0, 3, 3, 9]), np.array([0, 1, 700, 5])
+    plain = LatentStreams(7, 16)(digits, indices)
+    scaled = LatentStreams(7, 16, scale=0.5)(digits, indices)
+    np.testing.assert_allclose(scaled.numpy(), 0.5 * plain.numpy())
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert generate(tiny_checkpoint, a, "--per-class", "4", "--latent-scale", "1").returncode == 0
+    assert generate(tiny_checkpoint, b, "--per-class", "4", "--latent-scale", "0.5").returncode == 0
+    assert json.loads((b / "manifest.json").read_text())["latent_scale"] == 0.5
+    assert "latent z ~ N(0, I)" in (a / "README.md").read_text()
+    images_a, labels_a = read_export(a)
+    images_b, labels_b = read_export(b)
+    assert (labels_a == labels_b).all() and (images_a != images_b).any(axis=(1, 2)).all()
 
 
 def test_same_seed_same_bytes_and_digit_subsets_agree(tmp_path, tiny_checkpoint):
@@ -141,6 +160,7 @@ def test_kill_9_leaves_nothing_that_looks_finished_and_next_run_succeeds(tmp_pat
     (["--num-shards", "3", "--shard-index", "3"], "--shard-index must be in 0..2"),
     (["--per-class", "1", "--num-shards", "11"], "--num-shards must be in 1..10"),
     (["--min-confidence", "1.5"], "--min-confidence"),
+    (["--latent-scale", "0"], "--latent-scale"),
 ])
 def test_bad_arguments_give_one_line_error(tmp_path, tiny_checkpoint, args, fragment):
     out = tmp_path / "out"

@@ -69,6 +69,15 @@ def test_wrong_value_types_fail_with_the_key_named(section, key, value, fragment
 
 
 
+def test_latent_scale_must_be_positive():
+    from tests.conftest import REPO
+
+    raw = _raw(REPO / "params.yaml")
+    raw["generate"]["latent_scale"] = 0
+    with pytest.raises(ParamsError, match=re.escape("generate.latent_scale must be > 0, got 0")):
+        params_from_dict(raw)
+
+
 def test_an_int_is_a_fine_float():
     from tests.conftest import REPO
 
