@@ -206,9 +206,7 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
     with user_errors():
         if threads > 0:
             torch.set_num_threads(threads)
-        dev = get_device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ParamsError("--device cuda: this machine has no CUDA GPU (use cpu or auto)")
+        dev = get_device(device)  # --device cuda without a GPU: a one-line error before anything loads
         if generator_path and (overrides or generators_dir):
             raise ParamsError("--generator measures a trained generator: --set and --save-generators train one")
         all_params = load_params(params_path)

@@ -38,14 +38,22 @@ def seed_everything(seed: int) -> None:
 
 
 def get_device(name: str = "auto") -> torch.device:
-    """Return ``cuda`` when ``name`` is "auto" and a GPU is present, else ``cpu``; other names pass through.
+    """Return ``cuda`` when ``name`` is "auto" and a GPU is present, else ``cpu``; other names
+    (``"cpu"``, ``"cuda"``, ``"cuda:1"``) pass through.
 
     Raises:
-        ValueError: ``name`` is not a device torch knows.
+        PipelineError: (one line) ``name`` is not a device torch knows, or names CUDA on a machine without
+            a CUDA GPU.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PipelineError(f"--device {name!r} is not a device torch knows (cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PipelineError(f"--device {name}: this machine has no CUDA GPU (use cpu or auto)")
+    return device
 
 
 AUTOCAST_DTYPES = {"": None, "bfloat16": torch.bfloat16}

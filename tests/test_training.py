@@ -142,6 +142,24 @@ def test_every_stage_has_help(stage):
     assert "--params" in result.stdout or "--metrics-dir" in result.stdout
 
 
+def test_bad_device_is_a_one_line_error(tmp_path):
+    """Every stage picks its device with get_device: an unknown name, or CUDA without a GPU, is a one-line
+    PipelineError (not torch's RuntimeError traceback)."""
+    from pipeline.utils import get_device
+
+    assert get_device("cpu").type == "cpu" and get_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(PipelineError, match="'bogus' is not a device torch knows"):
+        get_device("bogus")
+    if not torch.cuda.is_available():
+        with pytest.raises(PipelineError, match="no CUDA GPU"):
+            get_device("cuda:0")
+        result = run_module("pipeline.generate", "--per-class", "1", "--out", str(tmp_path / "out"), "--device", "cuda")
+        assert_one_line_error(result, "no CUDA GPU")
+    assert_one_line_error(run_module("pipeline.generate", "--per-class", "1", "--out", str(tmp_path / "out"),
+                                     "--device", "bogus"), "not a device torch knows")
+    assert not (tmp_path / "out").exists()
+
+
 def test_stage_with_bad_params_file_gives_one_line(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text("prepare: {seed: 0}\n")
