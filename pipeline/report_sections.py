@@ -127,14 +127,17 @@ def render_gpu(gpu: dict | None, cpu: dict) -> str:
     --device cuda``), or None when no GPU run is recorded; ``cpu``: ``{"metrics": {name: <reports/metrics/
     name.json>}, "benchmark": <reports/metrics/benchmark.json> or None}``. Metric names: classifier, referee,
     cgan, generate, quality, augmentation. Quality figures are on the real test set (ratios: synthetic over
-    the real reference); seconds are the wall seconds each stage's JSON records.
+    the real reference) and depend on the latent scale the export was sampled with (its first row; a
+    ``generate.json`` without ``latent_scale`` predates the param: 1); seconds are the wall seconds each
+    stage's JSON records.
     """
     if not gpu:
         return NO_GPU_RUN
 
     def quality_rows(m: dict) -> list[str]:
         q, a = m["quality"], m["augmentation"]
-        return [pct(m["classifier"]["test_accuracy"]),
+        return [f"{m['generate'].get('latent_scale', 1.0):g}",  # runs before the param existed sampled z ~ N(0, I)
+                pct(m["classifier"]["test_accuracy"]),
                 f"{pct(q['class_conditional_accuracy'])} (worst digit {pct(min(q['per_class_accuracy'].values()))})",
                 pct(a["tstr_accuracy"]), f"{q['fid'] / q['fid_real_floor']:.1f} × ({q['fid']:.3f} / {q['fid_real_floor']:.3f})",
                 f"{q['recall'] / q['recall_real_reference']:.3f} ×", f"{q['coverage'] / q['coverage_real_reference']:.3f} ×",
@@ -153,7 +156,7 @@ def render_gpu(gpu: dict | None, cpu: dict) -> str:
         return [machine_text(b.get("machine")), f"{b['cgan_train_images_per_second']:,.0f}",
                 f"{b['generator_forward_images_per_second']:,.0f}", reached]
 
-    names = ["judge test accuracy", "class-conditional accuracy", "TSTR (test)", "FID / real floor",
+    names = ["the export's latent scale s, z ~ N(0, s² I)", "judge test accuracy", "class-conditional accuracy", "TSTR (test)", "FID / real floor",
              "recall / real reference", "coverage / real reference", "memorization share (5 % = like new real digits)",
              "judge training s", "referee training s", "cGAN training s", "generate s (60,000 images)",
              "evaluate s (quality + TSTR / augmentation runs)"]
@@ -182,7 +185,8 @@ their `--device auto` default; generate samples on the CPU, its default) and
 and kernels give other numbers from the same seeds, so the quality rows show what one GPU run
 measured, not the committed generator. The CPU column's quality and seconds are the committed run's
 (`reports/metrics`); its benchmark rows are `reports/metrics/benchmark.json`, measured on the machine
-they name. Study cells run on the CPU only and are not part of the GPU run.
+they name. Study cells run on the CPU only and are not part of the GPU run. Where the two exports were
+sampled with different latent scales (first row), their quality rows differ by that too.
 
 {render_gpu(gpu, cpu)}
 

@@ -116,8 +116,11 @@ def test_gpu_section_puts_the_gpu_run_next_to_the_cpu_run_row_by_row():
     gpu_bench = {"machine": {"gpu": "NVIDIA H100 80GB HBM3", "torch_threads": 16}, "cgan_train_images_per_second": 2990.5,
                  "generator_forward_images_per_second": 1279194.1, "time_to_target": {"reached": False}}
     gpu = {"stages": {"total_seconds": 302.3}, "metrics": _pipeline_metrics(0.976, 159.2), "benchmark": gpu_bench}
-    table = render_gpu(gpu, {"metrics": _pipeline_metrics(0.9775, 572.7), "benchmark": cpu_bench}).splitlines()
+    cpu = _pipeline_metrics(0.9775, 572.7)
+    cpu["generate"]["latent_scale"] = 1.1  # the GPU run's generate.json predates the param
+    table = render_gpu(gpu, {"metrics": cpu, "benchmark": cpu_bench}).splitlines()
     rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table[2:]}
+    assert rows["the export's latent scale s, z ~ N(0, s² I)"] == ["1.1", "1 |"]
     assert rows["TSTR (test)"] == ["97.75 %", "97.60 % |"]
     assert rows["class-conditional accuracy"][0] == "99.70 % (worst digit 99.35 %)"
     assert rows["FID / real floor"][0] == "10.0 × (2.000 / 0.200)"
