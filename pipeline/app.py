@@ -40,6 +40,13 @@ def load_models(checkpoint: str, judge: str, stamp: tuple):
     return generator, ckpt, classifier
 
 
+@st.cache_data(show_spinner=False)
+def export_latent_scale(params_path: str, stamp: tuple) -> float:
+    """``generate.latent_scale`` of ``params_path`` (1.0 without the file), read once per version of the file
+    (``stamp``), not on every rerun of the script. Raises PipelineError for an invalid params file."""
+    return load_params(params_path).generate.latent_scale if Path(params_path).is_file() else 1.0
+
+
 def _stamp(*paths: str) -> tuple:
     return tuple(Path(p).stat().st_mtime_ns if Path(p).is_file() else None for p in paths)
 
@@ -51,8 +58,12 @@ with st.sidebar:
     st.header("Models")
     checkpoint = st.text_input("Generator checkpoint", "models/generator.pt")
     judge_path = st.text_input("Judge (classifier) checkpoint", "models/classifier.pt")
-    # The export's latent scale, so the app's images of seed s are the export's first rows.
-    default_scale = load_params("params.yaml").generate.latent_scale if Path("params.yaml").is_file() else 1.0
+
+try:  # the export's latent scale, so the app's images of seed s are the export's first rows
+    default_scale = export_latent_scale("params.yaml", _stamp("params.yaml"))
+except PipelineError as error:
+    st.error(str(error))
+    st.stop()
 
 if not Path(checkpoint).is_file():
     st.error(f"No trained generator found at `{checkpoint}`. Train one with `dvc repro` (or "

@@ -295,6 +295,15 @@ def test_missing_generator_and_bad_query_give_a_message_not_a_traceback(app, tmp
     assert bad.number_input[0].value == 50  # started from the defaults
 
 
+def test_invalid_params_file_gives_a_message_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # the app reads params.yaml (the export's latent scale) from where it runs
+    (tmp_path / "params.yaml").write_text("generate: [unclosed")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "not valid YAML" in at.error[0].value
+    assert len(at.button) == 0
+
+
 def test_without_a_judge_the_page_says_so(app, tmp_path):
     at = app.run()
     at.sidebar.text_input[1].set_value(str(tmp_path / "no-judge.pt")).run()
