@@ -106,6 +106,7 @@ class StudyParams:
     gan_d_width: int
     gan_lr_g: float
     gan_lr_d: float
+    gan_batch_size: int  # batch of each budget-matched cGAN step (its own, not train_cgan's)
     gan_diffaugment: str  # DiffAugment policy of the budget-matched cGANs (Zhao et al. 2020); "" = off
     aug_strengths: list[float]  # classical augmentation candidates (picked on validation)
     synthetic_ratios: list[int]  # synthetic:real candidates per class (picked on validation)

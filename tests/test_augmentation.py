@@ -31,7 +31,8 @@ def _splits(seed: int = 0) -> Splits:
 @pytest.fixture
 def tiny(params):
     study = dataclasses.replace(params.augmentation_study, val_size=50, classifier_width=4, classifier_steps=3,
-                                batch_size=8, gan_steps=7, gan_g_width=8, gan_d_width=8, max_synthetic_per_class=20)
+                                batch_size=8, gan_steps=7, gan_batch_size=8, gan_g_width=8, gan_d_width=8,
+                                max_synthetic_per_class=20)
     return dataclasses.replace(params.train_cgan, batch_size=8), study
 
 
@@ -105,7 +106,8 @@ def test_same_seed_reproduces_a_cell_exactly(tmp_path, tiny_project, tiny_checkp
 
     raw = yaml.safe_load((tiny_project / "params.yaml").read_text())
     raw["augmentation_study"].update({"val_size": 20, "classifier_width": 4, "classifier_steps": 3, "batch_size": 8,
-                                      "gan_steps": 2, "gan_g_width": 8, "gan_d_width": 8, "max_synthetic_per_class": 20})
+                                      "gan_steps": 2, "gan_batch_size": 16, "gan_g_width": 8, "gan_d_width": 8,
+                                      "max_synthetic_per_class": 20})
     (tiny_project / "params.yaml").write_text(yaml.safe_dump(raw))
     outputs = []
     for name in ("a", "b", "other-seed"):
