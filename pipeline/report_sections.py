@@ -149,18 +149,20 @@ def render_gpu(gpu: dict | None, cpu: dict) -> str:
 
     def bench_rows(b: dict | None) -> list[str]:
         if not b:
-            return ["not measured"] * 4
+            return ["not measured"] * 5
         target = b.get("time_to_target", {})
         reached = (f"{target['seconds']:.0f} s ({target['steps']} steps)" if target.get("reached")
                    else "not reached" if target else "not measured")
-        return [machine_text(b.get("machine")), f"{b['cgan_train_images_per_second']:,.0f}",
-                f"{b['generator_forward_images_per_second']:,.0f}", reached]
+        return [machine_text(b.get("machine")), str(b.get("cgan_train_batch_size", "not recorded")),
+                f"{b['cgan_train_images_per_second']:,.0f}", f"{b['generator_forward_images_per_second']:,.0f}",
+                reached]
 
     names = ["the export's latent scale s, z ~ N(0, s² I)", "judge test accuracy", "class-conditional accuracy", "TSTR (test)", "FID / real floor",
              "recall / real reference", "coverage / real reference", "memorization share (5 % = like new real digits)",
              "judge training s", "referee training s", "cGAN training s", "generate s (60,000 images)",
              "evaluate s (quality + TSTR / augmentation runs)"]
-    bench_names = ["benchmark machine", "cGAN training images/s (batch 64)", "generator forward images/s (batch 1,000)",
+    bench_names = ["benchmark machine", "cGAN batch size (train_cgan.batch_size of the run's params.yaml)",
+                   "cGAN training images/s", "generator forward images/s (batch 1,000)",
                    "training time to 99 % class-conditional accuracy (validation)"]
     rows = ["| figure | 2-core CPU (the committed `dvc repro`) | GPU |", "| --- | --- | --- |"]
     rows += [f"| {n} | {c} | {g} |" for n, c, g in zip(names, quality_rows(cpu["metrics"]), quality_rows(gpu["metrics"]))]
@@ -178,15 +180,16 @@ def gpu_section(gpu: dict | None, cpu: dict) -> str:
         return NO_GPU_RUN
     note = f"How the GPU run was timed: {gpu['stages']['note']}." if gpu["stages"].get("note") else ""
     machine = machine_text(gpu["stages"].get("machine"))
-    return f"""The same params and seeds, run stage by stage on a lent GPU ({machine}) with
+    return f"""The params and seeds of its day, run stage by stage on a lent GPU ({machine}) with
 `python -m pipeline.timed_repro --out reports/gpu` in a scratch clone (the stages pick the GPU with
 their `--device auto` default; generate samples on the CPU, its default) and
 `python -m pipeline.benchmark --device cuda --out reports/gpu/benchmark.json`. Different hardware
 and kernels give other numbers from the same seeds, so the quality rows show what one GPU run
 measured, not the committed generator. The CPU column's quality and seconds are the committed run's
 (`reports/metrics`); its benchmark rows are `reports/metrics/benchmark.json`, measured on the machine
-they name. Study cells run on the CPU only and are not part of the GPU run. Where the two exports were
-sampled with different latent scales (first row), their quality rows differ by that too.
+they name. Study cells run on the CPU only and are not part of the GPU run. Where the two runs used
+different params (the export's latent scale, the first row; the cGAN's batch size, in the benchmark rows),
+their quality rows differ by that too.
 
 {render_gpu(gpu, cpu)}
 

@@ -43,6 +43,23 @@ def test_discriminator_variants_of_the_ablation():
         assert logit.shape == (4,) and class_logits.shape == (4, 10)
 
 
+def test_minibatch_std_appends_the_group_std_as_torch_computes_it():
+    from pipeline.models import minibatch_std
+
+    torch.manual_seed(0)
+    h = torch.randn(8, 3, 5, 5)
+    out = minibatch_std(h)  # groups of 4: sample i is grouped with i + 2, i + 4, i + 6
+    assert out.shape == (8, 4, 5, 5) and torch.equal(out[:, :3], h)
+    for i in range(8):
+        expected = h[i % 2 :: 2].std(dim=0, unbiased=False).mean()
+        assert torch.allclose(out[i, 3], expected.expand(5, 5), atol=1e-6)
+    h = torch.randn(6, 3, 5, 5)  # 6 is not a multiple of 4: one group, the whole batch
+    expected = h.std(dim=0, unbiased=False).mean()
+    assert torch.allclose(minibatch_std(h)[:, 3], expected.expand(6, 5, 5), atol=1e-6)
+    low = minibatch_std(torch.randn(8, 3, 5, 5).to(torch.bfloat16))
+    assert low.dtype == torch.bfloat16  # the appended channel keeps the activations' dtype under autocast
+
+
 def test_diff_augment_shifts_and_cuts_with_background_fill_and_keeps_gradients():
     import pytest
 

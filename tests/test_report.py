@@ -111,6 +111,7 @@ def _pipeline_metrics(tstr, cgan_seconds):
 def test_gpu_section_puts_the_gpu_run_next_to_the_cpu_run_row_by_row():
     from pipeline.report_sections import render_gpu
     cpu_bench = {"machine": {"cpu": "AMD EPYC", "torch_threads": 2}, "cgan_train_images_per_second": 445.2,
+                 "cgan_train_batch_size": 32,
                  "generator_forward_images_per_second": 3027.0,
                  "time_to_target": {"reached": True, "seconds": 238.6, "steps": 1800}}
     gpu_bench = {"machine": {"gpu": "NVIDIA H100 80GB HBM3", "torch_threads": 16}, "cgan_train_images_per_second": 2990.5,
@@ -128,5 +129,7 @@ def test_gpu_section_puts_the_gpu_run_next_to_the_cpu_run_row_by_row():
     assert rows["the six stages' processes, prepare to evaluate, s"] == ["not measured", "302 |"]
     assert rows["benchmark machine"] == ["AMD EPYC, 2 threads", "NVIDIA H100 80GB HBM3 GPU, 16 CPU threads |"]
     assert rows["generator forward images/s (batch 1,000)"] == ["3,027", "1,279,194 |"]
+    assert rows["cGAN batch size (train_cgan.batch_size of the run's params.yaml)"] == ["32", "not recorded |"]
+    assert rows["cGAN training images/s"] == ["445", "2,991 |"]
     assert rows["training time to 99 % class-conditional accuracy (validation)"] == ["239 s (1800 steps)", "not reached |"]
     assert render_gpu(None, {}).startswith("_No GPU run")
