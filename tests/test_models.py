@@ -56,6 +56,11 @@ def test_minibatch_std_appends_the_group_std_as_torch_computes_it():
     h = torch.randn(6, 3, 5, 5)  # 6 is not a multiple of 4: one group, the whole batch
     expected = h.std(dim=0, unbiased=False).mean()
     assert torch.allclose(minibatch_std(h)[:, 3], expected.expand(6, 5, 5), atol=1e-6)
+    h = torch.randn(8, 3, 5, 5)
+    h[:, 1] = 0.5  # a feature that does not vary (e.g. a dead ReLU): the gradient must stay finite
+    h.requires_grad_()
+    minibatch_std(h).sum().backward()
+    assert torch.isfinite(h.grad).all()
     low = minibatch_std(torch.randn(8, 3, 5, 5).to(torch.bfloat16))
     assert low.dtype == torch.bfloat16  # the appended channel keeps the activations' dtype under autocast
 
