@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from pipeline.dataset import read_export
+from pipeline.params import load_params
 from pipeline.sampling import ShardLayout
 from pipeline.utils import PipelineError
 from tests.conftest import REPO, assert_one_line_error, run_module
@@ -32,7 +33,8 @@ def test_generate_writes_exact_counts_manifest_and_card(tmp_path, tiny_checkpoin
     assert len(list((out / "3").glob("*.png"))) == 7
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"0": 7, "3": 7, "9": 7} and manifest["total"] == 21 and manifest["seed"] == 3
-    assert manifest["latent_scale"] == 1.1  # generate.latent_scale in params.yaml
+    scale = load_params(REPO / "params.yaml").generate.latent_scale
+    assert manifest["latent_scale"] == scale  # generate.latent_scale in params.yaml
     assert len(manifest["generator_checkpoint"]["sha256"]) == 64
     assert manifest["shards"][0]["file"] == "part-00000.parquet" and len(manifest["shards"][0]["sha256"]) == 64
     assert len(manifest["code_revision"]["source_sha256"]) == 64 and "pipeline.generate" in manifest["code_revision"]["modules"]
@@ -43,7 +45,7 @@ def test_generate_writes_exact_counts_manifest_and_card(tmp_path, tiny_checkpoin
     assert header["configs"][0]["data_files"][0]["path"] == "part-*.parquet"
     assert [f["name"] for f in header["dataset_info"]["features"]][:2] == ["image", "label"]
     assert "## How it was made" in card and "## Measured quality" in card
-    assert "latent z ~ N(0, 1.1² I)" in card
+    assert f"latent z ~ N(0, {scale:g}² I)" in card
 
 
 def test_latent_scale_scales_z_and_is_recorded(tmp_path, tiny_checkpoint):
