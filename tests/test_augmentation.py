@@ -33,7 +33,7 @@ def tiny(params):
     study = dataclasses.replace(params.augmentation_study, val_size=50, classifier_width=4, classifier_steps=3,
                                 batch_size=8, gan_steps=7, gan_batch_size=8, gan_g_width=8, gan_d_width=8,
                                 max_synthetic_per_class=20)
-    return dataclasses.replace(params.train_cgan, batch_size=8), study
+    return params.train_cgan, study  # the study's own gan_batch_size sets the cGAN's batch
 
 
 def _fullgen(z_dim: int) -> Generator:
