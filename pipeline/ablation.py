@@ -41,7 +41,8 @@ from pipeline.gan import EpochLog, generator_checkpoint, load_generator, sample,
 from pipeline.machine import machine_info
 from pipeline.metrics import class_conditional_accuracy, frechet_distance, precision_recall_density_coverage
 from pipeline.models import NUM_CLASSES, Generator
-from pipeline.params import ClassifierParams, ParamsError, load_params, params_from_dict
+from pipeline.params import (CGAN_PARAMS_BEFORE_THEY_EXISTED, ClassifierParams, ParamsError, load_params,
+                             params_from_dict)
 from pipeline.training import load_classifier, predict, steps_per_epoch, train_classifier
 from pipeline.utils import get_device, save_checkpoint, sha256_file, write_json
 
@@ -216,7 +217,7 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
         source = {}
         if generator_path:  # the params it was trained with
             loaded, checkpoint = load_generator(generator_path)
-            raw["train_cgan"] = checkpoint["params"]
+            raw["train_cgan"] = {**CGAN_PARAMS_BEFORE_THEY_EXISTED, **checkpoint["params"]}
             source = {"generator": str(generator_path), "generator_sha256": sha256_file(generator_path)}
         params = params_from_dict(raw).train_cgan
         if generators_dir:  # fail now, not after the first epoch, if the folder cannot be made

@@ -1,8 +1,9 @@
 """The class-conditional GAN: training loop, sampling and checkpoint loading.
 
 Loss: hinge loss (Lim & Ye 2017; Miyato et al. 2018) on a projection discriminator plus an AC-GAN
-auxiliary class loss (Odena et al. 2017) weighted by ``aux_weight``, and optionally a mode-seeking term
-(Mao et al. 2019) weighted by ``mode_seeking``; Adam (Kingma & Ba 2015);
+auxiliary class loss (Odena et al. 2017) weighted by ``aux_weight``, optionally its twin-classifier correction
+(TAC-GAN, Gong et al. 2019) weighted by ``twin_aux_weight`` and a mode-seeking term (Mao et al. 2019) weighted
+by ``mode_seeking``; Adam (Kingma & Ba 2015);
 an exponential moving average of the generator weights is what gets sampled and saved
 (Karras et al. 2018; Yazıcı et al. 2019).
 """
@@ -214,7 +215,8 @@ def train_cgan(
     rng = torch.Generator().manual_seed(params.seed)
     generator = Generator(generator_config(params)).to(device)
     discriminator = Discriminator(DiscriminatorConfig(
-        width=params.d_width, minibatch_std=params.minibatch_std, head_conv=params.d_head_conv)).to(device)
+        width=params.d_width, minibatch_std=params.minibatch_std, head_conv=params.d_head_conv,
+        twin_classifier=params.twin_aux_weight > 0)).to(device)
     augment = lambda x: diff_augment(x, params.diffaugment, rng) if params.diffaugment else x  # noqa: E731
     ema = copy.deepcopy(generator).eval() if params.ema_decay > 0 else generator
     opt_g = torch.optim.Adam(generator.parameters(), lr=params.lr_g, betas=(params.beta1, params.beta2))
@@ -256,21 +258,25 @@ def train_cgan(
                 fake_images = generator(z, fake_labels)
 
                 # --- train discriminator
-                real_logit, real_class = discriminator(augment(real_images), labels)
-                fake_logit, _ = discriminator(augment(fake_images.detach()), fake_labels)
+                real_logit, real_class, _ = discriminator(augment(real_images), labels)
+                fake_logit, _, fake_twin = discriminator(augment(fake_images.detach()), fake_labels)
                 d_loss = F.relu(1 - real_logit).mean() + F.relu(1 + fake_logit).mean()
                 if params.aux_weight > 0:
                     d_loss = d_loss + params.aux_weight * F.cross_entropy(real_class, labels)
+                if params.twin_aux_weight > 0:  # the twin head learns G's class boundaries
+                    d_loss = d_loss + params.twin_aux_weight * F.cross_entropy(fake_twin, fake_labels)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
 
             # --- train generator
             with autocast(device, params.autocast):
-                fake_logit_g, fake_class = discriminator(augment(fake_images), fake_labels)
+                fake_logit_g, fake_class, fake_twin_g = discriminator(augment(fake_images), fake_labels)
                 g_loss = -fake_logit_g.mean()
                 if params.aux_weight > 0:
                     g_loss = g_loss + params.aux_weight * F.cross_entropy(fake_class, fake_labels)
+                if params.twin_aux_weight > 0:
+                    g_loss = g_loss - params.twin_aux_weight * F.cross_entropy(fake_twin_g, fake_labels)
                 if params.mode_seeking > 0:
                     g_loss = g_loss + params.mode_seeking * mode_seeking_loss(fake_images, z, half)
             opt_g.zero_grad(set_to_none=True)

@@ -154,6 +154,7 @@ class DiscriminatorConfig:
     num_classes: int = NUM_CLASSES
     minibatch_std: bool = True
     head_conv: bool = True  # a 3x3 conv at 7x7 after the minibatch-std channel (about half of D's FLOPs)
+    twin_classifier: bool = False  # a second class head trained on G's images (TAC-GAN, Gong et al. 2019)
 
 
 def minibatch_std(h: torch.Tensor, group: int = 4) -> torch.Tensor:
@@ -175,11 +176,14 @@ def minibatch_std(h: torch.Tensor, group: int = 4) -> torch.Tensor:
 
 
 class Discriminator(nn.Module):
-    """D(x, y): images ``(B, 1, 28, 28)`` and labels ``(B,)`` -> (real/fake logit ``(B,)``, class logits ``(B, 10)``).
+    """D(x, y): images ``(B, 1, 28, 28)`` and labels ``(B,)`` -> (real/fake logit ``(B,)``, class logits ``(B, 10)``,
+    twin class logits ``(B, 10)`` or ``None`` without ``twin_classifier``).
 
     Spectrally normalised convolutions (Miyato et al. 2018), a projection term ``<embed(y), h>``
     (Miyato & Koyama 2018) for the conditional logit, and an auxiliary classifier head (AC-GAN,
-    Odena et al. 2017) whose loss pushes G to draw the requested digit.
+    Odena et al. 2017) whose loss pushes G to draw the requested digit. With ``twin_classifier``, a twin head
+    learns to classify G's own images; G's loss subtracts its cross-entropy, which cancels AC-GAN's pull towards
+    images the classifier is sure about (TAC-GAN, Gong et al. 2019: that pull narrows each class).
     """
 
     def __init__(self, config: DiscriminatorConfig):
@@ -205,6 +209,7 @@ class Discriminator(nn.Module):
         self.linear = spectral_norm(nn.Linear(feat, 1))
         self.embed = spectral_norm(nn.Embedding(config.num_classes, feat))
         self.aux = nn.Linear(feat, config.num_classes)
+        self.twin = nn.Linear(feat, config.num_classes) if config.twin_classifier else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.down(x)
@@ -212,7 +217,7 @@ class Discriminator(nn.Module):
             h = minibatch_std(h)
         h = self.head(h).flatten(1)  # (B, 2w*49)
         logit = self.linear(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
-        return logit, self.aux(h)
+        return logit, self.aux(h), (self.twin(h) if self.twin is not None else None)
 
 
 def model_checkpoint(kind: str, model: nn.Module, params, epoch: int) -> dict:

@@ -59,6 +59,7 @@ class CGANParams:
     beta1: float
     beta2: float
     aux_weight: float  # weight of the discriminator's auxiliary class loss (AC-GAN); 0 disables
+    twin_aux_weight: float  # weight of the twin classifier (TAC-GAN, Gong et al. 2019); 0 disables
     mode_seeking: float  # weight of the mode-seeking term (Mao et al. 2019) in G's loss; 0 disables
     ema_decay: float  # exponential moving average of generator weights; 0 disables
     minibatch_std: bool  # D sees the batch's feature std (Karras et al. 2018) against mode collapse
@@ -66,6 +67,11 @@ class CGANParams:
     diffaugment: str  # DiffAugment policy on every D input (Zhao et al. 2020): "", "translation", "translation,cutout"
     max_train_images: int  # 0 = all train images; >0 caps them (tests)
     autocast: str  # "" = float32; "bfloat16" = mixed-precision training (torch.autocast)
+
+
+# train_cgan params added after some ablation runs and checkpoints were made, with the value those older runs had.
+CGAN_PARAMS_BEFORE_THEY_EXISTED = {"autocast": "", "mode_seeking": 0.0, "g_conditional_bn": False, "g_refine": False,
+                                   "lr_decay_epochs": 0, "twin_aux_weight": 0.0}
 
 
 @dataclass(frozen=True)

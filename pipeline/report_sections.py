@@ -7,6 +7,7 @@ Pure functions of the JSONs that ``pipeline.report`` reads (no file I/O); every 
 from __future__ import annotations
 
 from pipeline.machine import training_precision
+from pipeline.params import CGAN_PARAMS_BEFORE_THEY_EXISTED
 
 
 def pct(x: float) -> str:
@@ -22,11 +23,6 @@ ABLATION_COLUMNS = {
     "tstr_proxy_val": ("TSTR proxy", pct),
     "tstr_val": ("TSTR, judge recipe", pct),
 }
-
-
-# Params added after some ablation runs were made, with the value those older runs had.
-PARAMS_BEFORE_THEY_EXISTED = {"autocast": "", "mode_seeking": 0.0, "g_conditional_bn": False, "g_refine": False,
-                             "lr_decay_epochs": 0}
 
 
 def machine_cell(run_: dict) -> str:
@@ -71,7 +67,7 @@ def render_ablation(runs: list[dict], current: dict) -> str:
             + " | ".join(c for c, _ in ABLATION_COLUMNS.values()) + " | judge |")
     rows = [head, "|" + " --- |" * (6 + len(ABLATION_COLUMNS))]
     for run_ in sorted(runs, key=lambda r: r["name"]):
-        run_params = {**{k: v for k, v in PARAMS_BEFORE_THEY_EXISTED.items() if k in current}, **run_["params"]}
+        run_params = {**{k: v for k, v in CGAN_PARAMS_BEFORE_THEY_EXISTED.items() if k in current}, **run_["params"]}
         differences = ", ".join(f"{k}={v!r}" if v == "" else f"{k}={v}" for k, v in run_params.items()
                                 if k != "epochs" and current.get(k) != v)
         change = "; ".join(p for p in (differences, sampling_change(run_.get("sampling", {}))) if p)

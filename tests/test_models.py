@@ -22,9 +22,17 @@ def test_generator_output_depends_on_label():
 
 def test_discriminator_returns_logit_and_class_logits():
     discriminator = Discriminator(DiscriminatorConfig(width=8))
-    logit, class_logits = discriminator(torch.rand(4, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2, 3]))
+    logit, class_logits, twin_logits = discriminator(torch.rand(4, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2, 3]))
     assert logit.shape == (4,)
     assert class_logits.shape == (4, 10)
+    assert twin_logits is None
+
+
+def test_discriminator_twin_classifier_head():
+    discriminator = Discriminator(DiscriminatorConfig(width=8, twin_classifier=True))
+    logit, class_logits, twin_logits = discriminator(torch.rand(4, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2, 3]))
+    assert logit.shape == (4,) and class_logits.shape == twin_logits.shape == (4, 10)
+    assert not torch.allclose(class_logits, twin_logits)  # two heads with their own weights
 
 
 def test_classifier_logits_and_features():
@@ -39,7 +47,7 @@ def test_classifier_logits_and_features():
 
 def test_discriminator_variants_of_the_ablation():
     for config in (DiscriminatorConfig(width=8, head_conv=False), DiscriminatorConfig(width=8, minibatch_std=False)):
-        logit, class_logits = Discriminator(config)(torch.rand(4, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2, 3]))
+        logit, class_logits, _ = Discriminator(config)(torch.rand(4, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2, 3]))
         assert logit.shape == (4,) and class_logits.shape == (4, 10)
 
 

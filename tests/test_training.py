@@ -232,6 +232,32 @@ def test_mode_seeking_pairs_latents_of_the_same_digit(params, monkeypatch):
     assert not torch.equal(seeking[0].upsample[-2].weight, plain.upsample[-2].weight)
 
 
+def test_twin_classifier_learns_the_generators_digits_and_changes_training(params, monkeypatch):
+    """With twin_aux_weight > 0 (TAC-GAN), D carries a twin class head that is trained on G's images
+    only, and the term changes G deterministically; with 0 there is no twin head and training is as before."""
+    from pipeline.models import Discriminator
+
+    forward, twins = Discriminator.forward, []
+
+    def spy(self, x, labels):
+        out = forward(self, x, labels)
+        twins.append(out[2])
+        return out
+
+    monkeypatch.setattr(Discriminator, "forward", spy)
+    images = torch.rand(32, 1, 28, 28) * 2 - 1
+    labels = torch.arange(32) % 10
+    plain, _ = train_cgan(_tiny_cgan(params), images, labels, torch.device("cpu"))
+    assert twins and all(t is None for t in twins)
+    twins.clear()
+    recipe = dataclasses.replace(_tiny_cgan(params), twin_aux_weight=1.0)
+    twin = [train_cgan(recipe, images, labels, torch.device("cpu"))[0] for _ in range(2)]
+    assert twins and all(t is not None and t.shape == (8, 10) for t in twins)
+    for name, tensor in twin[0].state_dict().items():
+        assert torch.equal(tensor, twin[1].state_dict()[name]), name
+    assert not torch.equal(twin[0].upsample[-2].weight, plain.upsample[-2].weight)
+
+
 def test_generator_variants_train_and_round_trip_through_the_checkpoint(params, tmp_path):
     images = torch.rand(32, 1, 28, 28) * 2 - 1
     labels = torch.arange(32) % 10
