@@ -211,7 +211,8 @@ class Discriminator(nn.Module):
         self.aux = nn.Linear(feat, config.num_classes)
         self.twin = nn.Linear(feat, config.num_classes) if config.twin_classifier else None
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor,
+                labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         h = self.down(x)
         if self.config.minibatch_std:
             h = minibatch_std(h)
