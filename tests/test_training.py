@@ -232,9 +232,9 @@ def test_mode_seeking_pairs_latents_of_the_same_digit(params, monkeypatch):
     assert not torch.equal(seeking[0].upsample[-2].weight, plain.upsample[-2].weight)
 
 
-def test_twin_classifier_learns_the_generators_digits_and_changes_training(params, monkeypatch):
-    """With twin_aux_weight > 0 (TAC-GAN), D carries a twin class head that is trained on G's images
-    only, and the term changes G deterministically; with 0 there is no twin head and training is as before."""
+def test_twin_classifier_head_exists_only_when_on_and_changes_training_deterministically(params, monkeypatch):
+    """With twin_aux_weight > 0 (TAC-GAN), every D call returns twin class logits and the term changes G,
+    the same way in two runs; with 0, D returns no twin logits."""
     from pipeline.models import Discriminator
 
     forward, twins = Discriminator.forward, []
