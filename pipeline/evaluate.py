@@ -6,7 +6,8 @@ between two disjoint real samples, per-class diversity ratios, and memorization 
 nearest training image against held-out real images; closest pairs figure). The classifier is the judge,
 or the referee when the judge curated the export (--min-confidence); quality.json says which.
 augmentation.json: test accuracy of classifiers with the judge's recipe, seed and number of
-optimisation steps on real only (the judge itself), real + synthetic, and synthetic only (TSTR).
+optimisation steps on real only (the judge itself), real + synthetic, and synthetic only (TSTR), each
+also per digit with its most frequent confusions (which real digits a synthetic training set fails on).
 The test set is only measured, never used to choose anything (selection uses validation).
 """
 
@@ -29,7 +30,9 @@ from pipeline.metrics import (
     diversity_ratio,
     frechet_distance,
     memorization,
+    per_class_accuracy,
     precision_recall_density_coverage,
+    top_confusions,
 )
 from pipeline.params import ClassifierParams, EvaluateParams, load_params
 from pipeline.training import accuracy, load_classifier, predict, steps_per_epoch, train_classifier
@@ -107,13 +110,22 @@ def quality_metrics(classifier, splits: Splits, syn_images: np.ndarray, syn_labe
     }
 
 
+def test_errors(model, test_x: torch.Tensor, test_y: torch.Tensor) -> dict:
+    """``{"test_accuracy_per_digit": {"0": acc, ...}, "test_confusions": [{"true", "predicted", "count"}, ...]}``
+    of a classifier on the real test images ``(N, 1, 28, 28)`` in [-1, 1] with labels ``(N,) int64``."""
+    predicted, labels = predict(model, test_x)[0].argmax(1).numpy(), test_y.numpy()
+    return {"test_accuracy_per_digit": per_class_accuracy(predicted, labels),
+            "test_confusions": top_confusions(predicted, labels)}
+
+
 def augmentation_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_images: np.ndarray,
                          syn_labels: np.ndarray, params: EvaluateParams, device: torch.device) -> dict:
     """Real test accuracy of classifiers with the judge's recipe, seed and step budget.
 
     Real only IS the judge: same recipe, data, steps and seed, so it is not trained again. Real +
     synthetic and synthetic only (TSTR) are trained with that recipe and seed, so the gain is a
-    paired difference.
+    paired difference. Each run also records its test accuracy per true digit (``{"0": ..., "9": ...}``
+    in [0, 1]) and its five most frequent test errors (:func:`pipeline.metrics.top_confusions`).
     """
     rng = np.random.default_rng(params.seed)
     take = rng.permutation(len(syn_images))[: params.synthetic_train_size]
@@ -123,7 +135,8 @@ def augmentation_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_im
     test_x, test_y = to_tensor(splits.test_images), torch.from_numpy(splits.test_labels)
     total_steps = recipe.epochs * steps_per_epoch(len(real_x), recipe.batch_size)
     results = {"real_only": {"test_accuracy": accuracy(judge, test_x, test_y), "val_accuracy": accuracy(judge, val_x, val_y),
-                             "train_images": len(real_x), "source": "the judge (same recipe, data, steps and seed)"}}
+                             "train_images": len(real_x), "source": "the judge (same recipe, data, steps and seed)",
+                             **test_errors(judge, test_x, test_y)}}
     conditions = {
         "real_plus_synthetic": (torch.cat([real_x, syn_x]), torch.cat([real_y, syn_y])),
         "tstr": (syn_x, syn_y),
@@ -131,7 +144,8 @@ def augmentation_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_im
     for name, (x, y) in conditions.items():
         fit = train_classifier(recipe, x, y, val_x, val_y, device, total_steps=total_steps, desc=name)
         results[name] = {"test_accuracy": accuracy(fit.model, test_x, test_y), "val_accuracy": fit.best_val_accuracy,
-                         "train_images": len(x), "selected_epoch": fit.best_epoch}
+                         "train_images": len(x), "selected_epoch": fit.best_epoch,
+                         **test_errors(fit.model, test_x, test_y)}
         log.info("%s: val %.4f test %.4f", name, fit.best_val_accuracy, results[name]["test_accuracy"])
     return {
         "real_only_accuracy": results["real_only"]["test_accuracy"],

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from prdc import compute_prdc
 from scipy import linalg
+from sklearn.metrics import confusion_matrix
 
 from pipeline.models import NUM_CLASSES
 
@@ -56,6 +57,22 @@ def per_class_accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict[str, f
         str(d): float((predicted[labels == d] == d).mean()) if (labels == d).any() else float("nan")
         for d in range(NUM_CLASSES)
     }
+
+
+def top_confusions(predicted: np.ndarray, labels: np.ndarray, k: int = 5) -> list[dict[str, int]]:
+    """The ``k`` most frequent errors of a classifier: ``[{"true": a, "predicted": b, "count": n}, ...]``.
+
+    Off-diagonal cells of scikit-learn's ``confusion_matrix`` over digits 0-9, largest count first (ties:
+    smaller true digit, then smaller predicted digit); cells with no error are left out, so the list may be
+    shorter than ``k``.
+
+    Args:
+        predicted, labels: ``(N,) int`` arg-max predictions and true labels 0-9.
+    """
+    matrix = confusion_matrix(np.asarray(labels), np.asarray(predicted), labels=list(range(NUM_CLASSES)))
+    np.fill_diagonal(matrix, 0)
+    cells = sorted(((-int(matrix[a, b]), a, b) for a in range(NUM_CLASSES) for b in range(NUM_CLASSES) if matrix[a, b]))
+    return [{"true": a, "predicted": b, "count": -n} for n, a, b in cells[:k]]
 
 
 def class_conditional_accuracy(predicted: np.ndarray, requested: np.ndarray) -> tuple[float, dict[str, float]]:

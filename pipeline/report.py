@@ -23,8 +23,8 @@ import pandas as pd  # noqa: E402
 from pipeline.cli import run, user_errors  # noqa: E402
 from pipeline.gan import fixed_noise, generator_flops_per_image, load_generator, sample, save_grid  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
-from pipeline.report_sections import (NO_GPU_RUN, evaluator_line, gpu_section, pct, render_ablation,  # noqa: E402
-                                      render_study)
+from pipeline.report_sections import (NO_GPU_RUN, evaluator_line, gpu_section, pct, per_digit_table,  # noqa: E402
+                                      render_ablation, render_study)
 from pipeline.utils import atomic_path  # noqa: E402
 
 log = logging.getLogger("pipeline.report")
@@ -73,11 +73,8 @@ def render(classifier: dict, cgan: dict, quality: dict, augmentation: dict, figu
            latent_scale: float = 1.0) -> str:
     """The Markdown report (GitHub-flavoured), figure links relative to ``reports/``."""
     digits = [str(d) for d in range(10)]
-    per_class = "\n".join(
-        f"| {d} | {pct(classifier['per_class_accuracy'][d])} | {pct(quality['per_class_accuracy'][d])} | "
-        f"{quality['diversity'][d]['ratio']:.3f} |" for d in digits if d in quality["diversity"]
-    )
     runs = augmentation["runs"]
+    per_class = per_digit_table(digits, classifier, quality, runs)
     memo = quality["memorization"]
     prdc_rows = "\n".join(
         f"| {name} | {quality[name]:.3f} | {quality[name + '_real_reference']:.3f} | "
@@ -183,10 +180,9 @@ tenths of a point from noise.
 
 Judge accuracy on real test digits; class-conditional accuracy on synthetic digits; diversity =
 mean pairwise judge-feature distance within the class, synthetic over real (1 = as varied as real;
-well below 1 = collapsed).
+well below 1 = collapsed); TSTR = accuracy on the real test digits of the classifier trained on
+synthetic digits only (the judge's recipe), which shows which real digits the synthetic set fails to teach.
 
-| digit | judge on real test | class-conditional accuracy | diversity (synthetic / real) |
-| --- | --- | --- | --- |
 {per_class}
 
 ## Training

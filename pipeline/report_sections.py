@@ -206,6 +206,38 @@ def evaluator_line(quality: dict) -> str:
                   "which therefore did not evaluate it.")
 
 
+def per_digit_table(digits: list[str], classifier: dict, quality: dict, runs: dict) -> str:
+    """The report's per-digit table (judge on real test, class-conditional accuracy, diversity ratio and,
+    when ``runs`` (augmentation.json's) has per-digit test accuracies, TSTR on real test and its gap to the
+    judge), followed by the TSTR classifier's most frequent test errors. Older runs' JSONs without the
+    per-digit fields give the first three columns only."""
+    tstr = runs.get("tstr", {})
+    tstr_digits = tstr.get("test_accuracy_per_digit")
+    header = "| digit | judge on real test | class-conditional accuracy | diversity (synthetic / real) |"
+    rule = "| --- | --- | --- | --- |"
+    if tstr_digits:
+        header += " TSTR on real test | TSTR − judge |"
+        rule += " --- | --- |"
+    rows = []
+    for d in digits:
+        if d not in quality["diversity"]:
+            continue
+        row = (f"| {d} | {pct(classifier['per_class_accuracy'][d])} | {pct(quality['per_class_accuracy'][d])} | "
+               f"{quality['diversity'][d]['ratio']:.3f} |")
+        if tstr_digits:
+            gap = 100 * (tstr_digits[d] - classifier["per_class_accuracy"][d])
+            row += f" {pct(tstr_digits[d])} | {gap:+.2f} points |"
+        rows.append(row)
+    table = "\n".join([header, rule, *rows])
+    confusions = tstr.get("test_confusions")
+    if not confusions:
+        return table
+    errors = 1 - tstr["test_accuracy"]
+    listed = ", ".join(f"{c['true']} read as {c['predicted']} ({c['count']})" for c in confusions)
+    return (table + f"\n\nThe TSTR classifier's most frequent errors on the real test set (true digit read as "
+            f"predicted, count; {pct(errors)} of the test images are errors in all): {listed}.")
+
+
 STUDY_COLUMNS = ("real", "real_classical", "real_synthetic", "real_synthetic_classical", "synthetic",
                  "real_synthetic_fullgen", "synthetic_fullgen")
 STUDY_GAINS = ("synthetic_over_real", "classical_over_real", "synthetic_over_classical", "synthetic_beyond_classical",

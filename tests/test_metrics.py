@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.metrics import class_conditional_accuracy, diversity_ratio, frechet_distance, mean_pairwise_distance
+from pipeline.metrics import (class_conditional_accuracy, diversity_ratio, frechet_distance, mean_pairwise_distance,
+                              top_confusions)
 
 
 def test_frechet_distance_zero_for_same_sample_and_mean_shift_for_shifted():
@@ -32,6 +33,16 @@ def test_class_conditional_accuracy():
     assert overall == 0.75
     assert per_class["0"] == 1.0 and per_class["1"] == 0.5 and per_class["2"] == 1.0
     assert np.isnan(per_class["9"])
+
+
+def test_top_confusions_counts_errors_largest_first_and_skips_correct_predictions():
+    labels = np.array([1, 1, 1, 1, 6, 6, 6, 2, 3, 3])
+    predicted = np.array([2, 2, 2, 1, 8, 8, 6, 7, 3, 3])
+    assert top_confusions(predicted, labels) == [
+        {"true": 1, "predicted": 2, "count": 3}, {"true": 6, "predicted": 8, "count": 2},
+        {"true": 2, "predicted": 7, "count": 1}]
+    assert top_confusions(predicted, labels, k=1) == [{"true": 1, "predicted": 2, "count": 3}]
+    assert top_confusions(labels, labels) == []
 
 
 def test_diversity_exposes_collapsed_class():

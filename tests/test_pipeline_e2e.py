@@ -68,6 +68,10 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
     augmentation = json.loads((project / "reports/metrics/augmentation.json").read_text())
     assert augmentation["augmentation_gain"] == pytest.approx(
         augmentation["real_plus_synthetic_accuracy"] - augmentation["real_only_accuracy"])
+    for run in augmentation["runs"].values():  # per digit: the test images of each digit, 10 digits
+        assert set(run["test_accuracy_per_digit"]) == set(map(str, range(10)))
+        assert sum(c["count"] for c in run["test_confusions"]) <= round((1 - run["test_accuracy"]) * 10000)
+    assert augmentation["runs"]["real_only"]["test_accuracy_per_digit"] == pytest.approx(classifier["per_class_accuracy"])
     images, labels = read_export(project / "data/synthetic")
     assert np.bincount(labels).tolist() == [30] * 10
     assert quality["evaluation_classifier"]["role"] == "judge" and quality["curation"] is None
@@ -82,6 +86,7 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
     assert "## Augmentation study" in report and "beyond classical augmentation at b = 5" in report
     assert report.count("|") > 20 and "## Ablation" in report and "coverage" in report
     assert "computed with the judge" in report and "not curated" in report
+    assert "| TSTR on real test | TSTR − judge |" in report and "The TSTR classifier's most frequent errors" in report
     assert "## The default pipeline on a GPU" in report and "How the GPU run was timed" in report
     for figure in ("samples.png", "training_curves.png", "cgan_epochs/epoch_002.png"):
         assert (project / "reports/figures" / figure).stat().st_size > 0

@@ -133,3 +133,18 @@ def test_gpu_section_puts_the_gpu_run_next_to_the_cpu_run_row_by_row():
     assert rows["cGAN training images/s"] == ["445", "2,990 |"]  # 2,990.5 rounds half to even
     assert rows["training time to 99 % class-conditional accuracy (validation)"] == ["239 s (1800 steps)", "not reached |"]
     assert render_gpu(None, {}).startswith("_No GPU run")
+
+
+def test_per_digit_table_adds_tstr_columns_and_its_confusions_only_when_recorded():
+    from pipeline.report_sections import per_digit_table
+    classifier = {"per_class_accuracy": {"0": 0.999, "1": 0.998}}
+    quality = {"per_class_accuracy": {"0": 0.995, "1": 0.99}, "diversity": {"0": {"ratio": 0.95}, "1": {"ratio": 0.9}}}
+    tstr = {"test_accuracy": 0.983, "test_accuracy_per_digit": {"0": 0.99, "1": 0.968},
+            "test_confusions": [{"true": 1, "predicted": 2, "count": 14}]}
+    lines = per_digit_table(["0", "1"], classifier, quality, {"tstr": tstr}).splitlines()
+    assert lines[0].endswith("| TSTR on real test | TSTR − judge |")
+    assert lines[3] == "| 1 | 99.80 % | 99.00 % | 0.900 | 96.80 % | -3.00 points |"
+    assert lines[-1].endswith("1.70 % of the test images are errors in all): 1 read as 2 (14).")
+    old = per_digit_table(["0", "1"], classifier, quality, {"tstr": {"test_accuracy": 0.983}}).splitlines()
+    assert len(old) == 4 and old[0].endswith("| diversity (synthetic / real) |")
+    assert old[2] == "| 0 | 99.90 % | 99.50 % | 0.950 |"
