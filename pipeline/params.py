@@ -94,6 +94,11 @@ class EvaluateParams:
     prdc_k: int  # k of the k-NN balls of precision/recall (Kynkäänniemi 2019) and density/coverage (Naeem 2020)
     diversity_per_class: int  # images per class for the pairwise-distance diversity figure
     synthetic_train_size: int  # synthetic images used to train the TSTR / augmentation classifiers
+    tstr_seeds: int  # TSTR classifiers trained, with the judge's seed and the next ones; TSTR is also their mean
+
+    def __post_init__(self):
+        if self.tstr_seeds < 1:
+            raise ParamsError(f"params evaluate.tstr_seeds must be >= 1, got {self.tstr_seeds!r}")
 
 
 @dataclass(frozen=True)

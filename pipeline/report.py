@@ -24,7 +24,7 @@ from pipeline.cli import run, user_errors  # noqa: E402
 from pipeline.gan import fixed_noise, generator_flops_per_image, load_generator, sample, save_grid  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
 from pipeline.report_sections import (NO_GPU_RUN, evaluator_line, gpu_section, pct, per_digit_table,  # noqa: E402
-                                      render_ablation, render_study)
+                                      render_ablation, render_study, tstr_mean_row)
 from pipeline.utils import atomic_path  # noqa: E402
 
 log = logging.getLogger("pipeline.report")
@@ -108,7 +108,7 @@ Fixed latent z (scaled as the export's, z ~ N(0, {latent_scale:g}² I)), one row
 | FID, synthetic vs real test (judge features, n = {quality['fid_samples']}) | {quality['fid']:.3f} |
 | FID floor, real train vs real test (same n) | {quality['fid_real_floor']:.3f} |
 | TSTR: trained on {runs['tstr']['train_images']} synthetic only, tested on real | {pct(augmentation['tstr_accuracy'])} |
-| real only ({runs['real_only']['train_images']} images) | {pct(augmentation['real_only_accuracy'])} |
+{tstr_mean_row(augmentation)}| real only ({runs['real_only']['train_images']} images) | {pct(augmentation['real_only_accuracy'])} |
 | real + synthetic ({runs['real_plus_synthetic']['train_images']} images) | {pct(augmentation['real_plus_synthetic_accuracy'])} |
 | augmentation gain (real + synthetic − real only) | {100 * augmentation['augmentation_gain']:+.2f} points |
 

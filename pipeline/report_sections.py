@@ -206,6 +206,18 @@ def evaluator_line(quality: dict) -> str:
                   "which therefore did not evaluate it.")
 
 
+def tstr_mean_row(augmentation: dict) -> str:
+    """The report's metrics-table row (with its newline) of TSTR averaged over classifier seeds, or "" for a
+    run with one seed (or an augmentation.json from before ``evaluate.tstr_seeds``)."""
+    seeds = augmentation.get("tstr_classifier_seeds", [])
+    if len(seeds) < 2:
+        return ""
+    values = ", ".join(pct(augmentation["runs"]["tstr" if i == 0 else f"tstr_seed_{s}"]["test_accuracy"])
+                       for i, s in enumerate(seeds))
+    return (f"| TSTR, mean over classifier seeds {', '.join(map(str, seeds))} ({values}; validation mean "
+            f"{pct(augmentation['tstr_val_accuracy_mean'])}) | {pct(augmentation['tstr_accuracy_mean'])} |\n")
+
+
 def per_digit_table(digits: list[str], classifier: dict, quality: dict, runs: dict) -> str:
     """The report's per-digit table (judge on real test, class-conditional accuracy, diversity ratio and,
     when ``runs`` (augmentation.json's) has per-digit test accuracies, TSTR on real test and its gap to the

@@ -58,6 +58,8 @@ def test_missing_section_and_bad_file(tmp_path):
     ("generate", "min_confidence", "high", "generate.min_confidence must be float"),
     ("train_cgan", "autocast", "float16", "train_cgan.autocast must be one of ['', 'bfloat16'], got 'float16'"),
     ("train_classifier", "autocast", 16, "train_classifier.autocast must be str, got 16"),
+    ("evaluate", "tstr_seeds", 0, "evaluate.tstr_seeds must be >= 1, got 0"),
+    ("evaluate", "tstr_seeds", 1.5, "evaluate.tstr_seeds must be int, got 1.5"),
 ])
 def test_wrong_value_types_fail_with_the_key_named(section, key, value, fragment):
     from tests.conftest import REPO
