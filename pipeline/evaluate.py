@@ -111,7 +111,7 @@ def quality_metrics(classifier, splits: Splits, syn_images: np.ndarray, syn_labe
     }
 
 
-def test_errors(model, test_x: torch.Tensor, test_y: torch.Tensor) -> dict:
+def per_digit_errors(model, test_x: torch.Tensor, test_y: torch.Tensor) -> dict:
     """``{"test_accuracy_per_digit": {"0": acc, ...}, "test_confusions": [{"true", "predicted", "count"}, ...]}``
     of a classifier on the real test images ``(N, 1, 28, 28)`` in [-1, 1] with labels ``(N,) int64``."""
     predicted, labels = predict(model, test_x)[0].argmax(1).numpy(), test_y.numpy()
@@ -127,8 +127,9 @@ def augmentation_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_im
     synthetic and synthetic only (TSTR) are trained with that recipe and seed, so the gain is a
     paired difference. ``params.tstr_seeds`` > 1 trains TSTR again with the next classifier seeds (runs
     ``tstr_seed_<seed>``); ``tstr_accuracy`` stays the judge's seed's (paired with real only) and
-    ``tstr_accuracy_mean`` is the mean over all of them, in [0, 1]. Each run also records its test accuracy per true digit (``{"0": ..., "9": ...}``
-    in [0, 1]) and its five most frequent test errors (:func:`pipeline.metrics.top_confusions`).
+    ``tstr_accuracy_mean`` is the mean over all of them, in [0, 1]. Each run also records its test
+    accuracy per true digit (``{"0": ..., "9": ...}`` in [0, 1]) and its five most frequent test errors
+    (:func:`pipeline.metrics.top_confusions`).
     """
     rng = np.random.default_rng(params.seed)
     take = rng.permutation(len(syn_images))[: params.synthetic_train_size]
@@ -139,21 +140,20 @@ def augmentation_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_im
     total_steps = recipe.epochs * steps_per_epoch(len(real_x), recipe.batch_size)
     results = {"real_only": {"test_accuracy": accuracy(judge, test_x, test_y), "val_accuracy": accuracy(judge, val_x, val_y),
                              "train_images": len(real_x), "source": "the judge (same recipe, data, steps and seed)",
-                             **test_errors(judge, test_x, test_y)}}
-    conditions = {
-        "real_plus_synthetic": (torch.cat([real_x, syn_x]), torch.cat([real_y, syn_y])),
-        "tstr": (syn_x, syn_y),
+                             **per_digit_errors(judge, test_x, test_y)}}
+    # TSTR also with the next classifier seeds: one seed moves TSTR by about +-0.2 point.
+    tstr_names = ["tstr"] + [f"tstr_seed_{recipe.seed + i}" for i in range(1, params.tstr_seeds)]
+    conditions = {  # name: (images, labels, classifier seed)
+        "real_plus_synthetic": (torch.cat([real_x, syn_x]), torch.cat([real_y, syn_y]), recipe.seed),
+        **{name: (syn_x, syn_y, recipe.seed + i) for i, name in enumerate(tstr_names)},
     }
-    # TSTR again with the next classifier seeds: one seed moves TSTR by about +-0.2 point.
-    conditions.update({f"tstr_seed_{recipe.seed + i}": (syn_x, syn_y) for i in range(1, params.tstr_seeds)})
-    for name, (x, y) in conditions.items():
-        seed = int(name.rsplit("_", 1)[1]) if name.startswith("tstr_seed_") else recipe.seed
+    for name, (x, y, seed) in conditions.items():
         fit = train_classifier(recipe, x, y, val_x, val_y, device, total_steps=total_steps, seed=seed, desc=name)
         results[name] = {"test_accuracy": accuracy(fit.model, test_x, test_y), "val_accuracy": fit.best_val_accuracy,
                          "train_images": len(x), "selected_epoch": fit.best_epoch, "classifier_seed": seed,
-                         **test_errors(fit.model, test_x, test_y)}
+                         **per_digit_errors(fit.model, test_x, test_y)}
         log.info("%s: val %.4f test %.4f", name, fit.best_val_accuracy, results[name]["test_accuracy"])
-    tstr_runs = [results["tstr"]] + [results[f"tstr_seed_{recipe.seed + i}"] for i in range(1, params.tstr_seeds)]
+    tstr_runs = [results[name] for name in tstr_names]
     return {
         "real_only_accuracy": results["real_only"]["test_accuracy"],
         "real_plus_synthetic_accuracy": results["real_plus_synthetic"]["test_accuracy"],
