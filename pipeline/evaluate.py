@@ -111,12 +111,15 @@ def quality_metrics(classifier, splits: Splits, syn_images: np.ndarray, syn_labe
     }
 
 
-def per_digit_errors(model, test_x: torch.Tensor, test_y: torch.Tensor) -> dict:
-    """``{"test_accuracy_per_digit": {"0": acc, ...}, "test_confusions": [{"true", "predicted", "count"}, ...]}``
-    of a classifier on the real test images ``(N, 1, 28, 28)`` in [-1, 1] with labels ``(N,) int64``."""
-    predicted, labels = predict(model, test_x)[0].argmax(1).numpy(), test_y.numpy()
-    return {"test_accuracy_per_digit": per_class_accuracy(predicted, labels),
-            "test_confusions": top_confusions(predicted, labels)}
+def score_on_test(model, test_x: torch.Tensor, test_y: torch.Tensor) -> dict:
+    """A classifier on the real test images ``(N, 1, 28, 28)`` in [-1, 1] with labels ``(N,) int64``, from one
+    pass of predictions: ``{"test_accuracy": share correct in [0, 1] (as :func:`pipeline.training.accuracy`),
+    "test_accuracy_per_digit": {"0": acc, ...}, "test_confusions": [{"true", "predicted", "count"}, ...]}``."""
+    predicted = predict(model, test_x)[0].argmax(1)
+    labels = test_y.cpu()
+    return {"test_accuracy": float((predicted == labels).float().mean()),
+            "test_accuracy_per_digit": per_class_accuracy(predicted.numpy(), labels.numpy()),
+            "test_confusions": top_confusions(predicted.numpy(), labels.numpy())}
 
 
 def augmentation_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_images: np.ndarray,
@@ -127,7 +130,8 @@ def augmentation_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_im
     synthetic and synthetic only (TSTR) are trained with that recipe and seed, so the gain is a
     paired difference. ``params.tstr_seeds`` > 1 trains TSTR again with the next classifier seeds (runs
     ``tstr_seed_<seed>``); ``tstr_accuracy`` stays the judge's seed's (paired with real only) and
-    ``tstr_accuracy_mean`` is the mean over all of them, in [0, 1]. Each run also records its test
+    ``tstr_accuracy_mean`` is the mean over all of them, in [0, 1] (``tstr_accuracy_seeds``: each, in the order
+    of ``tstr_classifier_seeds``). Each run also records its test
     accuracy per true digit (``{"0": ..., "9": ...}`` in [0, 1]) and its five most frequent test errors
     (:func:`pipeline.metrics.top_confusions`).
     """
@@ -138,9 +142,8 @@ def augmentation_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_im
     val_x, val_y = to_tensor(splits.val_images), torch.from_numpy(splits.val_labels)
     test_x, test_y = to_tensor(splits.test_images), torch.from_numpy(splits.test_labels)
     total_steps = recipe.epochs * steps_per_epoch(len(real_x), recipe.batch_size)
-    results = {"real_only": {"test_accuracy": accuracy(judge, test_x, test_y), "val_accuracy": accuracy(judge, val_x, val_y),
-                             "train_images": len(real_x), "source": "the judge (same recipe, data, steps and seed)",
-                             **per_digit_errors(judge, test_x, test_y)}}
+    results = {"real_only": {**score_on_test(judge, test_x, test_y), "val_accuracy": accuracy(judge, val_x, val_y),
+                             "train_images": len(real_x), "source": "the judge (same recipe, data, steps and seed)"}}
     # TSTR also with the next classifier seeds: one seed moves TSTR by about +-0.2 point.
     tstr_names = ["tstr"] + [f"tstr_seed_{recipe.seed + i}" for i in range(1, params.tstr_seeds)]
     conditions = {  # name: (images, labels, classifier seed)
@@ -149,9 +152,8 @@ def augmentation_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_im
     }
     for name, (x, y, seed) in conditions.items():
         fit = train_classifier(recipe, x, y, val_x, val_y, device, total_steps=total_steps, seed=seed, desc=name)
-        results[name] = {"test_accuracy": accuracy(fit.model, test_x, test_y), "val_accuracy": fit.best_val_accuracy,
-                         "train_images": len(x), "selected_epoch": fit.best_epoch, "classifier_seed": seed,
-                         **per_digit_errors(fit.model, test_x, test_y)}
+        results[name] = {**score_on_test(fit.model, test_x, test_y), "val_accuracy": fit.best_val_accuracy,
+                         "train_images": len(x), "selected_epoch": fit.best_epoch, "classifier_seed": seed}
         log.info("%s: val %.4f test %.4f", name, fit.best_val_accuracy, results[name]["test_accuracy"])
     tstr_runs = [results[name] for name in tstr_names]
     return {
@@ -161,6 +163,7 @@ def augmentation_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_im
         "tstr_accuracy_mean": float(np.mean([run["test_accuracy"] for run in tstr_runs])),
         "tstr_val_accuracy_mean": float(np.mean([run["val_accuracy"] for run in tstr_runs])),
         "tstr_classifier_seeds": [run["classifier_seed"] for run in tstr_runs],
+        "tstr_accuracy_seeds": [run["test_accuracy"] for run in tstr_runs],
         "augmentation_gain": results["real_plus_synthetic"]["test_accuracy"] - results["real_only"]["test_accuracy"],
         "runs": results,
         "optimisation_steps": total_steps,

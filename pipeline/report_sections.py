@@ -208,12 +208,11 @@ def evaluator_line(quality: dict) -> str:
 
 def tstr_mean_row(augmentation: dict) -> str:
     """The report's metrics-table row (with its newline) of TSTR averaged over classifier seeds, or "" for a
-    run with one seed (or an augmentation.json from before ``evaluate.tstr_seeds``)."""
-    seeds = augmentation.get("tstr_classifier_seeds", [])
-    if len(seeds) < 2:
+    run with one seed (or an augmentation.json without the per-seed list ``tstr_accuracy_seeds``)."""
+    seeds, accuracies = augmentation.get("tstr_classifier_seeds", []), augmentation.get("tstr_accuracy_seeds")
+    if len(seeds) < 2 or accuracies is None:
         return ""
-    values = ", ".join(pct(augmentation["runs"]["tstr" if i == 0 else f"tstr_seed_{s}"]["test_accuracy"])
-                       for i, s in enumerate(seeds))
+    values = ", ".join(pct(value) for value in accuracies)
     return (f"| TSTR, mean over classifier seeds {', '.join(map(str, seeds))} ({values}; validation mean "
             f"{pct(augmentation['tstr_val_accuracy_mean'])}) | {pct(augmentation['tstr_accuracy_mean'])} |\n")
 

@@ -76,6 +76,7 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
     seed = params["train_classifier"]["seed"]  # evaluate.tstr_seeds: 2, the repo's default
     assert augmentation["tstr_classifier_seeds"] == [seed, seed + 1]
     tstr_runs = augmentation["runs"]["tstr"], augmentation["runs"][f"tstr_seed_{seed + 1}"]
+    assert augmentation["tstr_accuracy_seeds"] == [run["test_accuracy"] for run in tstr_runs]
     assert augmentation["tstr_accuracy_mean"] == pytest.approx(sum(run["test_accuracy"] for run in tstr_runs) / 2)
     images, labels = read_export(project / "data/synthetic")
     assert np.bincount(labels).tolist() == [30] * 10

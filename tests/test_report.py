@@ -152,8 +152,10 @@ def test_per_digit_table_adds_tstr_columns_and_its_confusions_only_when_recorded
 
 def test_tstr_mean_row_lists_each_classifier_seed_and_is_empty_for_one_seed():
     from pipeline.report_sections import tstr_mean_row
-    augmentation = {"tstr_classifier_seeds": [1, 2], "tstr_accuracy_mean": 0.9825, "tstr_val_accuracy_mean": 0.981,
-                    "runs": {"tstr": {"test_accuracy": 0.983}, "tstr_seed_2": {"test_accuracy": 0.982}}}
+    augmentation = {"tstr_classifier_seeds": [1, 2], "tstr_accuracy_seeds": [0.983, 0.982],
+                    "tstr_accuracy_mean": 0.9825, "tstr_val_accuracy_mean": 0.981}
     assert tstr_mean_row(augmentation) == (
         "| TSTR, mean over classifier seeds 1, 2 (98.30 %, 98.20 %; validation mean 98.10 %) | 98.25 % |\n")
-    assert tstr_mean_row({"tstr_classifier_seeds": [1]}) == tstr_mean_row({}) == ""
+    one_seed = {"tstr_classifier_seeds": [1], "tstr_accuracy_seeds": [0.983]}
+    without_list = {key: value for key, value in augmentation.items() if key != "tstr_accuracy_seeds"}
+    assert tstr_mean_row(one_seed) == tstr_mean_row(without_list) == tstr_mean_row({}) == ""
