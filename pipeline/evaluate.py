@@ -156,14 +156,15 @@ def augmentation_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_im
                          "train_images": len(x), "selected_epoch": fit.best_epoch, "classifier_seed": seed}
         log.info("%s: val %.4f test %.4f", name, fit.best_val_accuracy, results[name]["test_accuracy"])
     tstr_runs = [results[name] for name in tstr_names]
+    tstr_accuracies = [run["test_accuracy"] for run in tstr_runs]
     return {
         "real_only_accuracy": results["real_only"]["test_accuracy"],
         "real_plus_synthetic_accuracy": results["real_plus_synthetic"]["test_accuracy"],
         "tstr_accuracy": results["tstr"]["test_accuracy"],
-        "tstr_accuracy_mean": float(np.mean([run["test_accuracy"] for run in tstr_runs])),
+        "tstr_accuracy_mean": float(np.mean(tstr_accuracies)),
         "tstr_val_accuracy_mean": float(np.mean([run["val_accuracy"] for run in tstr_runs])),
         "tstr_classifier_seeds": [run["classifier_seed"] for run in tstr_runs],
-        "tstr_accuracy_seeds": [run["test_accuracy"] for run in tstr_runs],
+        "tstr_accuracy_seeds": tstr_accuracies,
         "augmentation_gain": results["real_plus_synthetic"]["test_accuracy"] - results["real_only"]["test_accuracy"],
         "runs": results,
         "optimisation_steps": total_steps,
