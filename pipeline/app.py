@@ -1,4 +1,9 @@
-"""Interactive generator: ``streamlit run pipeline/app.py`` (from the project root; ``pip install -e ".[app]"``).
+"""Interactive generator: ``streamlit run pipeline/app.py [-- --generator PATH --judge PATH]`` (from the project
+root; ``pip install -e ".[app]"``).
+
+The operator chooses the served models: on the command line after ``--``, or with the environment variables
+``SYNTHETIC_DIGITS_GENERATOR`` / ``SYNTHETIC_DIGITS_JUDGE``; by default the committed ``models/generator.pt`` and
+``models/classifier.pt``. A visitor cannot change them; the sidebar names them with their sha256 prefix.
 
 Pick a digit (or all ten), how many images (1-100), a seed (or a random one), the latent scale
 (default: ``generate.latent_scale`` in params.yaml, as the export) and optionally a minimum judge
@@ -10,6 +15,7 @@ change. The work itself is :mod:`pipeline.interactive`.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -18,26 +24,28 @@ import streamlit as st
 from pipeline.gan import load_generator
 from pipeline.interactive import (DEFAULT_COUNT, MAX_IMAGES, MAX_LATENT_SCALE, MAX_MIN_CONFIDENCE, MAX_SEED, Request,
                                   generate_batch, grid_html, parquet_bytes, query_of, random_seed,
-                                  request_from_query, zip_of_pngs)
+                                  request_from_query, served_models, zip_of_pngs)
 from pipeline.params import load_params
 from pipeline.training import load_classifier
-from pipeline.utils import PipelineError
+from pipeline.utils import PipelineError, sha256_file
 
 ALL_DIGITS = "all ten"
 
 
 @st.cache_resource(show_spinner="Loading the generator ...")
 def load_models(checkpoint: str, judge: str, stamp: tuple):
-    """``(generator, its checkpoint dict, judge or None)``, cached per server process; ``stamp`` (the
-    files' mtimes, part of the cache key) makes a retrained model load anew."""
+    """``(generator, its checkpoint dict, judge or None, {"generator": sha256, "judge": sha256 or None})``,
+    cached per server process; ``stamp`` (the files' mtimes, part of the cache key) makes a retrained model
+    load anew."""
     generator, ckpt = load_generator(checkpoint)
     classifier = load_classifier(judge) if Path(judge).is_file() else None
+    digests = {"generator": sha256_file(checkpoint), "judge": sha256_file(judge) if classifier else None}
     # One full-size request at load time, so the first press pays no first-call costs (allocator, kernels,
     # the Parquet writer): measured 1.07 s for the first 100 images without it, ~0.5 s for later ones.
     warm_up = generate_batch(generator, classifier, Request(tuple(range(10)), MAX_IMAGES, 0))
     # Assigned, not a bare expression: Streamlit's "magic" would write a bare tuple onto the page.
     _ = (zip_of_pngs(warm_up), parquet_bytes(warm_up), grid_html(warm_up))
-    return generator, ckpt, classifier
+    return generator, ckpt, classifier, digests
 
 
 @st.cache_data(show_spinner=False)
@@ -54,12 +62,9 @@ def _stamp(*paths: str) -> tuple:
 st.set_page_config(page_title="Synthetic digits (cGAN)", layout="wide")
 st.title("Synthetic digits from the trained cGAN")
 
-with st.sidebar:
-    st.header("Models")
-    checkpoint = st.text_input("Generator checkpoint", "models/generator.pt")
-    judge_path = st.text_input("Judge (classifier) checkpoint", "models/classifier.pt")
-
-try:  # the export's latent scale, so the app's images of seed s are the export's first rows
+try:  # the served models (the operator's choice) and the export's latent scale, so the app's images of seed s
+    served = served_models(sys.argv[1:])  # are the export's first rows
+    checkpoint, judge_path = served.generator, served.judge
     default_scale = export_latent_scale("params.yaml", _stamp("params.yaml"))
 except PipelineError as error:
     st.error(str(error))
@@ -67,13 +72,19 @@ except PipelineError as error:
 
 if not Path(checkpoint).is_file():
     st.error(f"No trained generator found at `{checkpoint}`. Train one with `dvc repro` (or "
-             "`python -m pipeline.train_cgan`) from the project root, or give its path in the sidebar.")
+             "`python -m pipeline.train_cgan`) from the project root, or start the app with "
+             "`streamlit run pipeline/app.py -- --generator PATH`.")
     st.stop()
 try:
-    generator, ckpt, judge = load_models(checkpoint, judge_path, _stamp(checkpoint, judge_path))
+    generator, ckpt, judge, digests = load_models(checkpoint, judge_path, _stamp(checkpoint, judge_path))
 except PipelineError as error:
     st.error(str(error))
     st.stop()
+with st.sidebar:
+    st.header("Served models")
+    st.markdown(f"Generator `{checkpoint}` · sha256 `{digests['generator'][:12]}`, epoch {ckpt['epoch']}")
+    st.markdown(f"Judge `{judge_path}` · sha256 `{digests['judge'][:12]}`" if judge is not None
+                else f"Judge: none (`{judge_path}` not found)")
 if judge is None:
     st.warning(f"No judge found at `{judge_path}`: images are shown without the judge's label, and the "
                "minimum confidence is off.")

@@ -18,8 +18,9 @@ import secrets
 import zipfile
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Mapping
+from typing import Mapping, Sequence
 
+import click
 import numpy as np
 import pyarrow.parquet as pq
 
@@ -38,6 +39,8 @@ MAX_MIN_CONFIDENCE = 0.999
 MAX_LATENT_SCALE = 2.0
 #: On the page each 28x28 digit is drawn this many times larger, pixel for pixel.
 ZOOM = 3
+#: Environment variables an operator may set instead of the command line (the command line wins).
+GENERATOR_ENV, JUDGE_ENV = "SYNTHETIC_DIGITS_GENERATOR", "SYNTHETIC_DIGITS_JUDGE"
 #: ZIP entries carry this fixed timestamp, so the same images give the same ZIP bytes.
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
@@ -98,6 +101,35 @@ class Batch:
     def pngs(self) -> list[bytes]:
         """Each image as PNG bytes (:func:`pipeline.export.encode_pngs`), encoded once for the grid and the ZIP."""
         return encode_pngs(self.images)
+
+
+@dataclass(frozen=True)
+class ServedModels:
+    """The checkpoints the app serves, chosen by its operator (never by a visitor): paths as given."""
+
+    generator: str
+    judge: str
+
+
+@click.command(context_settings={"help_option_names": []})
+@click.option("--generator", envvar=GENERATOR_ENV, default="models/generator.pt")
+@click.option("--judge", envvar=JUDGE_ENV, default="models/classifier.pt")
+def _served_models(generator: str, judge: str) -> ServedModels:
+    return ServedModels(generator, judge)
+
+
+def served_models(argv: Sequence[str]) -> ServedModels:
+    """The models the operator serves, from the script's arguments (``streamlit run pipeline/app.py --
+    --generator PATH --judge PATH``), else the environment (:data:`GENERATOR_ENV`, :data:`JUDGE_ENV`), else
+    ``models/generator.pt`` and ``models/classifier.pt``. The paths are not checked here.
+
+    Raises:
+        PipelineError: (one line) an unknown option, or an option without its value.
+    """
+    try:
+        return _served_models.main(list(argv), prog_name="pipeline/app.py", standalone_mode=False)
+    except click.ClickException as error:
+        raise PipelineError(f"app options: {error.format_message()} (expected --generator PATH --judge PATH)") from None
 
 
 #: What a page opened without query parameters shows.

@@ -17,11 +17,12 @@ import pytest
 
 from pipeline.export import decode_png, export_schema
 from pipeline.gan import load_generator
-from pipeline.interactive import (MAX_SEED, Request, captions, generate_batch, grid_html, parquet_bytes, query_of,
-                                  request_from_query, zip_of_pngs)
+from pipeline.interactive import (GENERATOR_ENV, JUDGE_ENV, MAX_SEED, Request, ServedModels, captions,
+                                  generate_batch, grid_html, parquet_bytes, query_of, request_from_query,
+                                  served_models, zip_of_pngs)
 from pipeline.params import load_params
 from pipeline.training import load_classifier
-from pipeline.utils import PipelineError
+from pipeline.utils import PipelineError, sha256_file
 from tests.conftest import REPO, run_module
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1", reason="the app extra (streamlit) is not installed")
@@ -134,15 +135,34 @@ def test_grid_html_has_one_inline_png_per_image_with_its_caption(models):
         assert caption in page
 
 
+def test_served_models_come_from_the_command_line_then_the_environment(monkeypatch):
+    monkeypatch.delenv(GENERATOR_ENV, raising=False)
+    monkeypatch.delenv(JUDGE_ENV, raising=False)
+    assert served_models([]) == ServedModels("models/generator.pt", "models/classifier.pt")
+    monkeypatch.setenv(GENERATOR_ENV, "/srv/g.pt")
+    monkeypatch.setenv(JUDGE_ENV, "/srv/j.pt")
+    assert served_models([]) == ServedModels("/srv/g.pt", "/srv/j.pt")
+    assert served_models(["--generator", "a.pt", "--judge", "b.pt"]) == ServedModels("a.pt", "b.pt")
+    for argv, fragment in [(["--checkpoint", "a.pt"], "No such option '--checkpoint'"),
+                           (["--generator"], "--generator"), (["extra"], "extra argument")]:
+        with pytest.raises(PipelineError) as error:
+            served_models(argv)
+        assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
 # --- the Streamlit script (AppTest)
 
 
 @pytest.fixture
 def app(monkeypatch):
-    """A fresh AppTest session of pipeline/app.py, run from the project root with an empty model cache."""
+    """A fresh AppTest session of pipeline/app.py, run from the project root with an empty model cache, started
+    as ``streamlit run pipeline/app.py`` with no script arguments and no model environment variables."""
     import streamlit as st
 
     monkeypatch.chdir(REPO)
+    monkeypatch.setattr("sys.argv", [APP])
+    monkeypatch.delenv(GENERATOR_ENV, raising=False)
+    monkeypatch.delenv(JUDGE_ENV, raising=False)
     st.cache_resource.clear()
     return AppTest.from_file(APP, default_timeout=120)
 
@@ -191,6 +211,28 @@ def test_page_shows_only_the_title_and_the_controls(app):
         "title", "selectbox", "number_input", "checkbox", "number_input", "slider", "number_input", "button"]
 
 
+def test_visitors_cannot_choose_the_models_and_the_page_names_them(app):
+    """No text box for a path anywhere; the sidebar names the served files with their sha256 prefixes."""
+    at = app.run()
+    assert len(at.text_input) == 0 and len(at.sidebar.text_input) == 0
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert sha256_file(REPO / "models" / "generator.pt")[:12] in sidebar and "models/generator.pt" in sidebar
+    assert sha256_file(REPO / "models" / "classifier.pt")[:12] in sidebar and "models/classifier.pt" in sidebar
+
+
+def test_operator_serves_other_models_from_the_command_line(app, monkeypatch, tmp_path):
+    other = tmp_path / "other-generator.pt"
+    shutil.copy(REPO / "models" / "generator.pt", other)
+    monkeypatch.setattr("sys.argv", [APP, "--generator", str(other), "--judge", "models/referee.pt"])
+    at = app.run()
+    assert not at.exception and not at.error
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert str(other) in sidebar and sha256_file(REPO / "models" / "referee.pt")[:12] in sidebar
+    monkeypatch.setattr("sys.argv", [APP, "--checkpoint", "x.pt"])
+    bad = AppTest.from_file(APP, default_timeout=120).run()
+    assert not bad.exception and "No such option '--checkpoint'" in bad.error[0].value and len(bad.button) == 0
+
+
 def test_widgets_generate_and_downloads(app, media, models):
     at = app.run()
     assert not at.exception and not at.error
@@ -210,7 +252,7 @@ def test_widgets_generate_and_downloads(app, media, models):
     shown = _shown_images(at)
     expected = generate_batch(*models, Request((7,), 16, 123, latent_scale=SCALE))
     assert np.array_equal(np.stack(shown), expected.images)
-    assert [m.value for m in at.markdown] == [_summary(at)]  # the summary line and nothing else
+    assert [m.value for m in at.main.markdown] == [_summary(at)]  # the summary line and nothing else
     for caption in captions(expected):
         assert caption in at.html[0].value
     assert dict(at.query_params) == {"digit": "7", "count": "16", "seed": "123", "latent_scale": repr(SCALE)}
@@ -256,6 +298,7 @@ def test_minimum_confidence_from_the_page(app):
 
 
 def test_generator_is_loaded_once_per_server_process(app, monkeypatch, tmp_path):
+    """Once per server process and per version of the file: a retrained generator (new mtime) loads anew."""
     import pipeline.gan
 
     calls = []
@@ -268,7 +311,8 @@ def test_generator_is_loaded_once_per_server_process(app, monkeypatch, tmp_path)
     assert len(calls) == 1
     retrained = tmp_path / "generator.pt"  # a new file, then the same file rewritten: each loads once
     shutil.copy(REPO / "models" / "generator.pt", retrained)
-    at.sidebar.text_input[0].set_value(str(retrained)).run()
+    monkeypatch.setenv(GENERATOR_ENV, str(retrained))  # the operator restarts the app on another file
+    at = AppTest.from_file(APP, default_timeout=120).run()
     at.button[0].click().run()
     assert len(calls) == 2
     os.utime(retrained, ns=(retrained.stat().st_atime_ns, retrained.stat().st_mtime_ns + 10**9))
@@ -276,17 +320,18 @@ def test_generator_is_loaded_once_per_server_process(app, monkeypatch, tmp_path)
     assert len(calls) == 3 and not at.exception
 
 
-def test_missing_generator_and_bad_query_give_a_message_not_a_traceback(app, tmp_path):
+def test_missing_generator_and_bad_query_give_a_message_not_a_traceback(app, monkeypatch, tmp_path):
+    monkeypatch.setenv(GENERATOR_ENV, str(tmp_path / "nope.pt"))
     at = app.run()
-    at.sidebar.text_input[0].set_value(str(tmp_path / "nope.pt")).run()
     assert not at.exception
     assert len(at.error) == 1 and "No trained generator found at" in at.error[0].value
     assert len(at.button) == 0  # nothing to press without a generator
 
+    monkeypatch.setenv(GENERATOR_ENV, "models/classifier.pt")
     wrong_kind = AppTest.from_file(APP, default_timeout=120).run()
-    wrong_kind.sidebar.text_input[0].set_value("models/classifier.pt").run()
     assert not wrong_kind.exception and "not a generator checkpoint" in wrong_kind.error[0].value
 
+    monkeypatch.delenv(GENERATOR_ENV)
     bad = AppTest.from_file(APP, default_timeout=120)
     bad.query_params.update({"count": "500"})
     bad.run()
@@ -296,6 +341,7 @@ def test_missing_generator_and_bad_query_give_a_message_not_a_traceback(app, tmp
 
 
 def test_invalid_params_file_gives_a_message_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setattr("sys.argv", [APP])
     monkeypatch.chdir(tmp_path)  # the app reads params.yaml (the export's latent scale) from where it runs
     (tmp_path / "params.yaml").write_text("generate: [unclosed")
     at = AppTest.from_file(APP, default_timeout=120).run()
@@ -304,9 +350,9 @@ def test_invalid_params_file_gives_a_message_not_a_traceback(monkeypatch, tmp_pa
     assert len(at.button) == 0
 
 
-def test_without_a_judge_the_page_says_so(app, tmp_path):
+def test_without_a_judge_the_page_says_so(app, monkeypatch, tmp_path):
+    monkeypatch.setenv(JUDGE_ENV, str(tmp_path / "no-judge.pt"))
     at = app.run()
-    at.sidebar.text_input[1].set_value(str(tmp_path / "no-judge.pt")).run()
     assert "No judge found" in at.warning[0].value and at.slider[0].disabled
     at.number_input[0].set_value(10)
     at.button[0].click().run()
