@@ -8,9 +8,11 @@ TSTR proxy (a small classifier trained on 20k synthetic images, scored on valida
 ``--full-tstr``, after the last epoch also TSTR with the judge's own recipe (60,000 synthetic images,
 the judge's step budget), scored on validation. Training seconds exclude the measuring. One JSON per
 run goes to ``reports/ablation/<name>.json``, with the machine it ran on (CPU model, SIMD level,
-threads, whether bfloat16 is native: the same run trained about 3.4x slower on an AVX2-only CPU than
-on an AVX-512 one); the report stage turns them into the ablation table. Not a DVC stage: each run
-costs minutes to hours.
+threads, whether bfloat16 is native: train seconds compare only between runs of one machine), in the
+versioned schema of :mod:`pipeline.records`: the run's full params and sampling, and the baseline it is
+compared against (``--baseline NAME``, another record; without it, params.yaml's ``train_cgan`` at plain
+sampling, with no baseline results). The report stage turns the records into a summary per lever and
+``reports/ablation.md``. Not a DVC stage: each run costs minutes to hours.
 
 ``--generator PATH`` measures a saved generator instead of training one (``models/generator.pt``, or a
 ``--save-generators`` file), and two sampling-time choices that need no retraining can be measured
@@ -43,6 +45,7 @@ from pipeline.metrics import class_conditional_accuracy, frechet_distance, preci
 from pipeline.models import NUM_CLASSES, Generator
 from pipeline.params import (CGAN_PARAMS_BEFORE_THEY_EXISTED, ClassifierParams, ParamsError, load_params,
                              params_from_dict)
+from pipeline.records import ABLATION_SCHEMA_VERSION, read_ablation_records, validate_ablation_record
 from pipeline.training import load_classifier, predict, steps_per_epoch, train_classifier
 from pipeline.utils import get_device, save_checkpoint, sha256_file, write_json
 
@@ -196,6 +199,9 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--data", default="data/prepared/mnist.npz", show_default=True, help="Prepared splits.")
 @click.option("--classifier", default="models/classifier.pt", show_default=True, help="The judge.")
 @click.option("--out-dir", default="reports/ablation", show_default=True, help="Folder of the run JSONs.")
+@click.option("--baseline", "baseline_name", default=None, metavar="NAME",
+              help="The record in --out-dir this run is compared against (its params and sampling are stored as the "
+                   "baseline). Default: params.yaml's train_cgan (or the --generator's params) at plain sampling.")
 @click.option("--threads", default=0, show_default=True, help="torch CPU threads (0 = torch's default).")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "auto"]),
               help="Where G, D and the TSTR classifiers train: cpu, cuda or auto (the judge measures on the CPU).")
@@ -203,7 +209,7 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
               help="Also save the (EMA) generator after every epoch to DIR/<name>_epoch<N>.pt (about 1.8 MB each; "
                    "loadable with pipeline.gan.load_generator and `python -m pipeline.generate --checkpoint`).")
 def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, standing_batches, params_path, data,
-         classifier, out_dir, threads, device, generators_dir) -> None:
+         classifier, out_dir, threads, device, generators_dir, baseline_name) -> None:
     with user_errors():
         if threads > 0:
             torch.set_num_threads(threads)
@@ -218,8 +224,18 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
         if generator_path:  # the params it was trained with
             loaded, checkpoint = load_generator(generator_path)
             raw["train_cgan"] = {**CGAN_PARAMS_BEFORE_THEY_EXISTED, **checkpoint["params"]}
-            source = {"generator": str(generator_path), "generator_sha256": sha256_file(generator_path)}
+            source = {"path": str(generator_path), "sha256": sha256_file(generator_path)}
         params = params_from_dict(raw).train_cgan
+        plain = {"latent_scale": 1.0, "standing_stats_batches": 0, "standing_stats_batch_size": params.batch_size}
+        # A saved generator is compared with itself at plain sampling; a training run with params.yaml's recipe.
+        baseline = {"record": None, "params": asdict(params if generator_path else all_params.train_cgan),
+                    "sampling": plain}
+        if baseline_name:  # fail now, not after hours of training, if the baseline record is missing or invalid
+            found = {r["name"]: r for r in read_ablation_records(out_dir)}
+            if baseline_name not in found:
+                raise ParamsError(f"--baseline {baseline_name}: no such record in {out_dir}")
+            baseline = {"record": baseline_name, "params": found[baseline_name]["params"],
+                        "sampling": found[baseline_name]["sampling"]}
         if generators_dir:  # fail now, not after the first epoch, if the folder cannot be made
             Path(generators_dir).mkdir(parents=True, exist_ok=True)
         splits = load_splits(data)
@@ -244,13 +260,15 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
                 steps = recipe.epochs * steps_per_epoch(len(splits.train_images), recipe.batch_size)
                 rows[-1]["tstr_val"] = judge_recipe_tstr(measured, recipe, steps, val_images, val_labels, dev)
             log.info("%s %s", name, {k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()})
-            write_json(Path(out_dir) / f"{name}.json", {
-                "name": name, "overrides": changes, "params": asdict(params), **source, "sampling": sampling,
-                "threads": torch.get_num_threads(), "machine": machine,
-                "train_images": num_train, "epochs": rows,
-                "measured_on": "validation split (5,000 held-out train images); judge = " + classifier,
-                "judge_sha256": judge_sha256,
-            })
+            record = {
+                "schema_version": ABLATION_SCHEMA_VERSION, "name": name, "params": asdict(params), "sampling": sampling,
+                "overrides": changes, "baseline": baseline, "generator": source or None,
+                "judge": {"path": classifier, "sha256": judge_sha256}, "machine": machine,
+                "threads": torch.get_num_threads(), "train_images": num_train,
+                "measured_on": "validation split (5,000 held-out train images)", "note": "",
+                "results": {"epochs": rows},
+            }
+            write_json(Path(out_dir) / f"{name}.json", validate_ablation_record(record, name))
 
         if generator_path:  # measured once, not trained here: no training seconds
             measure({"epoch": checkpoint["epoch"]}, loaded.to(dev), last=True)

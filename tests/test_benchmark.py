@@ -8,7 +8,8 @@ from pipeline.gan import generator_flops_per_image, load_generator, sample
 from pipeline.models import Classifier, ClassifierConfig
 from pipeline.params import ClassifierParams
 from pipeline.training import classifier_checkpoint
-from pipeline.utils import bfloat16_is_native
+from pipeline.records import validate_ablation_record
+from pipeline.utils import bfloat16_is_native, sha256_file
 from tests.conftest import assert_one_line_error, run_module
 
 
@@ -98,12 +99,15 @@ def test_ablation_run_writes_its_epochs_the_machine_and_a_usable_generator_per_e
                         "--classifier", str(judge), "--out-dir", str(tiny_project / "ablation"), "--threads", "1",
                         "--save-generators", str(tiny_project / "generators"))
     assert result.returncode == 0, result.stderr
-    run = json.loads((tiny_project / "ablation" / "tiny.json").read_text())
+    run = validate_ablation_record(json.loads((tiny_project / "ablation" / "tiny.json").read_text()))
     generator, checkpoint = load_generator(tiny_project / "generators" / "tiny_epoch1.pt")  # the EMA G, usable
     assert checkpoint["epoch"] == 1 and checkpoint["params"] == run["params"]
     assert sample(generator, torch.zeros(2, generator.config.z_dim), torch.tensor([3, 7])).shape == (2, 1, 28, 28)
     assert run["overrides"] == {"epochs": 1, "max_train_images": 320} and run["params"]["max_train_images"] == 320
-    assert [e["epoch"] for e in run["epochs"]] == [1] and 0.0 <= run["epochs"][0]["tstr_proxy_val"] <= 1.0
+    epochs = run["results"]["epochs"]
+    assert [e["epoch"] for e in epochs] == [1] and 0.0 <= epochs[0]["tstr_proxy_val"] <= 1.0
+    assert run["baseline"]["record"] is None and run["baseline"]["params"]["epochs"] != 1  # params.yaml's recipe
+    assert run["judge"] == {"path": str(judge), "sha256": sha256_file(judge)}
     assert run["train_images"] == 320  # of the tiny project's 1,600: the cap applies as in the train_cgan stage
     assert run["threads"] == 1 and run["machine"]["torch_threads"] == 1 and run["machine"]["device"] == "cpu"
     assert run["machine"]["bfloat16_native"] == bfloat16_is_native(torch.device("cpu"))
@@ -112,16 +116,22 @@ def test_ablation_run_writes_its_epochs_the_machine_and_a_usable_generator_per_e
     result = run_module("pipeline.ablation", "--name", "sampled", "--generator", str(tiny_project / "generators" / "tiny_epoch1.pt"),
                         "--latent-scale", "1.5", "--standing-stats", "3", "--params", str(tiny_project / "params.yaml"),
                         "--data", str(tiny_project / "mnist.npz"), "--classifier", str(judge),
-                        "--out-dir", str(tiny_project / "ablation"), "--threads", "1")
+                        "--out-dir", str(tiny_project / "ablation"), "--threads", "1", "--baseline", "tiny")
     assert result.returncode == 0, result.stderr
-    measured = json.loads((tiny_project / "ablation" / "sampled.json").read_text())
+    measured = validate_ablation_record(json.loads((tiny_project / "ablation" / "sampled.json").read_text()))
     assert measured["params"] == run["params"] and measured["overrides"] == {}
-    assert measured["generator"].endswith("tiny_epoch1.pt") and len(measured["generator_sha256"]) == 64
+    assert measured["generator"]["path"].endswith("tiny_epoch1.pt") and len(measured["generator"]["sha256"]) == 64
     assert measured["sampling"] == {"latent_scale": 1.5, "standing_stats_batches": 3,
                                     "standing_stats_batch_size": run["params"]["batch_size"]}
-    assert [e["epoch"] for e in measured["epochs"]] == [1] and "train_seconds" not in measured["epochs"][0]
-    assert 0.0 <= measured["epochs"][0]["class_conditional_accuracy"] <= 1.0
-    assert measured["epochs"][0]["fid_val"] != run["epochs"][0]["fid_val"]  # other samples than the trained run's
+    assert measured["baseline"] == {"record": "tiny", "params": run["params"], "sampling": run["sampling"]}
+    m_epochs = measured["results"]["epochs"]
+    assert [e["epoch"] for e in m_epochs] == [1] and "train_seconds" not in m_epochs[0]
+    assert 0.0 <= m_epochs[0]["class_conditional_accuracy"] <= 1.0
+    assert m_epochs[0]["fid_val"] != epochs[0]["fid_val"]  # other samples than the trained run's
+    result = run_module("pipeline.ablation", "--name", "y", "--generator", str(tiny_project / "generators" / "tiny_epoch1.pt"),
+                        "--out-dir", str(tiny_project / "ablation"), "--baseline", "no_such_run",
+                        "--params", str(tiny_project / "params.yaml"))
+    assert_one_line_error(result, "--baseline no_such_run: no such record")
 
 
 def test_standing_statistics_average_the_batch_statistics_of_the_generators_own_samples(tiny_checkpoint):
