@@ -1,5 +1,6 @@
-"""Markdown sections of the report, rendered from metric dicts: the ablation table, the GPU run, the
-augmentation study and the evaluating-classifier line.
+"""The data behind the report's sections, from the metric dicts and ablation records: the ablation summary per
+lever and the full ablation rows, the GPU table, the augmentation study's tables, the per-digit table and
+the evaluating-classifier line. The prose around them lives in the Jinja2 templates of ``pipeline/templates``.
 
 Pure functions of the JSONs that ``pipeline.report`` reads (no file I/O); every number comes from them.
 """
@@ -7,7 +8,7 @@ Pure functions of the JSONs that ``pipeline.report`` reads (no file I/O); every 
 from __future__ import annotations
 
 from pipeline.machine import training_precision
-from pipeline.params import CGAN_PARAMS_BEFORE_THEY_EXISTED
+from pipeline.records import describe_differences, differences_from_baseline
 
 
 def pct(x: float) -> str:
@@ -23,10 +24,12 @@ ABLATION_COLUMNS = {
     "tstr_proxy_val": ("TSTR proxy", pct),
     "tstr_val": ("TSTR, judge recipe", pct),
 }
+#: TSTR figures a run and its baseline are compared on, best first: the judge's recipe, else the proxy.
+TSTR_FIGURES = (("tstr_val", "judge recipe"), ("tstr_proxy_val", "proxy"))
 
 
 def machine_cell(run_: dict) -> str:
-    """Where an ablation run trained: ``"<cpu>, <SIMD level>, <float32|bfloat16>"`` from the run's ``machine``
+    """Where an ablation run trained: ``"<cpu>, <SIMD level>, <float32|bfloat16>"`` from the record's ``machine``
     (:func:`pipeline.machine.machine_info`; the precision from :func:`pipeline.machine.training_precision`),
     ``"<gpu> GPU, <precision>"`` for a run on a GPU (``pipeline.ablation --device cuda``),
     ``"<cpu or gpu> (measured only)"`` for a run that measured a saved generator (``--generator``),
@@ -41,58 +44,82 @@ def machine_cell(run_: dict) -> str:
     return f"{where}, {precision}"
 
 
-def sampling_change(sampling: dict) -> str:
-    """The sampling-time choices of an ablation run (``pipeline.ablation --latent-scale / --standing-stats``)
-    that differ from plain sampling, e.g. ``"sampling: z x 1.2, standing statistics (100 batches of 64)"``;
-    ``""`` for plain sampling or runs made before the choices existed."""
-    parts = []
-    if sampling.get("latent_scale", 1.0) != 1.0:
-        parts.append(f"z x {sampling['latent_scale']:g}")
-    if sampling.get("standing_stats_batches", 0) > 0:
-        parts.append(f"standing statistics ({sampling['standing_stats_batches']} batches of "
-                     f"{sampling['standing_stats_batch_size']})")
-    return "sampling: " + ", ".join(parts) if parts else ""
+def lever_of(record: dict) -> str:
+    """The lever an ablation record measures: the names of the params and sampling choices in which it differs
+    from its baseline, ``epochs`` and ``seed`` left out unless nothing else differs (e.g. ``"batch_size"``,
+    ``"sampling.latent_scale"``, ``"seed"``); ``"none in train_cgan (see note)"`` when they are equal (the
+    change lies outside train_cgan: a TSTR classifier seed or recipe, a code change)."""
+    differences = list(differences_from_baseline(record))
+    keys = [k for k in differences if k not in ("epochs", "seed")] or differences
+    return ", ".join(keys) or "none in train_cgan (see note)"
 
 
-def render_ablation(runs: list[dict], current: dict) -> str:
-    """Markdown table of ablation runs (``pipeline.ablation`` JSONs): each run's last epoch and the
-    epoch with the best TSTR proxy (and the epoch today's default stops at, when the run went on), all
-    on the validation split, with 1-thread training seconds, the machine they were measured on
-    (:func:`machine_cell`: they differ about 3.4x between CPUs) and the first 8 hex digits of the sha256 of the
-    judge that measured the run (``judge_sha256``), so rows measured by different judges stand out.
-    ``current``: today's ``train_cgan`` params; the "change" column is each run's difference from them."""
-    if not runs:
-        return "_No ablation runs in `reports/ablation/`._"
-    head = ("| run | difference from params.yaml | epoch | train s | machine | "
-            + " | ".join(c for c, _ in ABLATION_COLUMNS.values()) + " | judge |")
-    rows = [head, "|" + " --- |" * (6 + len(ABLATION_COLUMNS))]
-    for run_ in sorted(runs, key=lambda r: r["name"]):
-        run_params = {**{k: v for k, v in CGAN_PARAMS_BEFORE_THEY_EXISTED.items() if k in current}, **run_["params"]}
-        differences = ", ".join(f"{k}={v!r}" if v == "" else f"{k}={v}" for k, v in run_params.items()
-                                if k != "epochs" and current.get(k) != v)
-        change = "; ".join(p for p in (differences, sampling_change(run_.get("sampling", {}))) if p)
-        change = change or "(none: the default)"
-        remarks = [f"measured `{run_['generator']}`, not trained by the run"] if run_.get("generator") else []
-        remarks += [run_["note"]] if run_.get("note") else []
-        if remarks:
-            change += f" ({'; '.join(remarks)})"
-        machine = machine_cell(run_)
-        judge = run_.get("judge_sha256", "")[:8] or "not recorded"
-        with_tstr = [e for e in run_["epochs"] if "tstr_proxy_val" in e]
-        shown = [run_["epochs"][-1]]
-        if with_tstr:
-            best = max(with_tstr, key=lambda e: e["tstr_proxy_val"])
-            if best is not shown[0]:
-                shown.insert(0, best)
-        # A run longer than today's default also shows the epoch the default stops at.
-        shown += [e for e in run_["epochs"] if e["epoch"] == current.get("epochs") and e not in shown]
-        shown.sort(key=lambda e: e["epoch"])
-        for e in shown:
-            cells = [fmt(e[k]) if k in e else "" for k, (_, fmt) in ABLATION_COLUMNS.items()]
-            seconds = f"{e['train_seconds']:.0f}" if e.get("train_seconds") is not None else ""
-            rows.append(f"| {run_['name']} | {change} | {e['epoch']} | {seconds} | {machine} | "
-                        + " | ".join(cells) + f" | {judge} |")
-    return "\n".join(rows)
+def compared_rows(record: dict, baseline: dict) -> tuple[dict, dict]:
+    """The run's last epoch and the baseline's epoch it is compared with: the same epoch number when the baseline
+    has it with a TSTR figure in common (a run stopped early is compared where it stopped), else the baseline's
+    last epoch (a run with another schedule is compared with the baseline as it ended)."""
+    run_row = record["results"]["epochs"][-1]
+    same = {e["epoch"]: e for e in baseline["results"]["epochs"]}.get(run_row["epoch"])
+    if same is not None and any(key in run_row and key in same for key, _ in TSTR_FIGURES):
+        return run_row, same
+    return run_row, baseline["results"]["epochs"][-1]
+
+
+def effect_on_baseline(record: dict, baseline: dict) -> dict:
+    """A run's validation effect against its baseline record (:func:`compared_rows`): ``tstr`` (points, or None
+    when the two rows share no TSTR figure) with ``tstr_figure`` (:data:`TSTR_FIGURES`), ``fid`` (difference),
+    ``class_accuracy`` (points) and ``cost`` (train seconds over the baseline's; None when either trained
+    nothing, e.g. a sampling-time change measured on a saved generator)."""
+    run_row, base_row = compared_rows(record, baseline)
+    tstr = figure = None
+    for key, name in TSTR_FIGURES:
+        if key in run_row and key in base_row:
+            tstr, figure = 100 * (run_row[key] - base_row[key]), name
+            break
+    seconds = run_row.get("train_seconds"), base_row.get("train_seconds")
+    return {"tstr": tstr, "tstr_figure": figure, "fid": run_row["fid_val"] - base_row["fid_val"],
+            "class_accuracy": 100 * (run_row["class_conditional_accuracy"] - base_row["class_conditional_accuracy"]),
+            "cost": seconds[0] / seconds[1] if all(seconds) else None}
+
+
+def lever_summary(records: list[dict]) -> list[dict]:
+    """One row per lever (:func:`lever_of`) over the records that name a baseline record: ``lever``, ``runs``
+    (their number) and the run with the largest TSTR effect (:func:`effect_on_baseline`; runs without a shared
+    TSTR figure count last) as ``best`` (its record name) with its effect's fields. Sorted by that TSTR effect,
+    largest first."""
+    by_name = {r["name"]: r for r in records}
+    groups: dict[str, list[tuple[str, dict]]] = {}
+    for record in records:
+        baseline = by_name.get(record["baseline"]["record"] or "")
+        if baseline is not None:
+            groups.setdefault(lever_of(record), []).append((record["name"], effect_on_baseline(record, baseline)))
+    order = lambda item: item[1]["tstr"] if item[1]["tstr"] is not None else float("-inf")  # noqa: E731
+    rows = []
+    for lever, effects in groups.items():
+        best, effect = max(effects, key=order)
+        rows.append({"lever": lever, "runs": len(effects), "best": best, **effect})
+    return sorted(rows, key=lambda row: -row["tstr"] if row["tstr"] is not None else float("inf"))
+
+
+def ablation_rows(records: list[dict]) -> list[dict]:
+    """One row per record for ``reports/ablation.md``: ``name``, ``baseline`` (its record name or "—"),
+    ``difference`` (:func:`pipeline.records.describe_differences`), ``epoch`` and ``seconds`` (the last epoch;
+    seconds "" when nothing was trained), ``machine`` (:func:`machine_cell`), ``cells`` (the
+    :data:`ABLATION_COLUMNS` figures, "" where not measured), ``judge`` (sha256 prefix or "not recorded"),
+    ``generator`` (the measured checkpoint's path, or "") and ``note``."""
+    rows = []
+    for record in records:
+        last = record["results"]["epochs"][-1]
+        rows.append({
+            "name": record["name"], "baseline": record["baseline"]["record"] or "—",
+            "difference": describe_differences(differences_from_baseline(record)), "epoch": last["epoch"],
+            "seconds": f"{last['train_seconds']:.0f}" if last.get("train_seconds") is not None else "",
+            "machine": machine_cell(record),
+            "cells": [fmt(last[k]) if k in last else "" for k, (_, fmt) in ABLATION_COLUMNS.items()],
+            "judge": (record["judge"]["sha256"] or "")[:8] or "not recorded",
+            "generator": (record["generator"] or {}).get("path", ""), "note": record["note"],
+        })
+    return rows
 
 
 def machine_where(machine: dict) -> str:
@@ -112,24 +139,18 @@ def machine_text(machine: dict | None) -> str:
     return f"{machine_where(machine)}, {threads}"
 
 
-NO_GPU_RUN = "_No GPU run recorded in `reports/gpu/`._"
-
-
-def render_gpu(gpu: dict | None, cpu: dict) -> str:
+def render_gpu(gpu: dict, cpu: dict) -> str:
     """The default pipeline run on a GPU next to the committed CPU run, as a Markdown table.
 
     ``gpu``: ``{"stages": <reports/gpu/stage_seconds.json>, "metrics": {name: <reports/gpu/metrics/name.json>},
     "benchmark": <reports/gpu/benchmark.json> or None}`` (``pipeline.timed_repro`` and ``pipeline.benchmark
-    --device cuda``), or None when no GPU run is recorded; ``cpu``: ``{"metrics": {name: <reports/metrics/
+    --device cuda``); ``cpu``: ``{"metrics": {name: <reports/metrics/
     name.json>}, "benchmark": <reports/metrics/benchmark.json> or None}``. Metric names: classifier, referee,
     cgan, generate, quality, augmentation. Quality figures are on the real test set (ratios: synthetic over
     the real reference) and depend on the latent scale the export was sampled with (its first row; a
     ``generate.json`` without ``latent_scale`` predates the param: 1); seconds are the wall seconds each
     stage's JSON records.
     """
-    if not gpu:
-        return NO_GPU_RUN
-
     def quality_rows(m: dict) -> list[str]:
         q, a = m["quality"], m["augmentation"]
         return [f"{m['generate'].get('latent_scale', 1.0):g}",  # runs before the param existed sampled z ~ N(0, I)
@@ -166,30 +187,6 @@ def render_gpu(gpu: dict | None, cpu: dict) -> str:
     rows += [f"| {n} | {c} | {g} |" for n, c, g in zip(bench_names, bench_rows(cpu.get("benchmark")),
                                                       bench_rows(gpu.get("benchmark")))]
     return "\n".join(rows)
-
-
-def gpu_section(gpu: dict | None, cpu: dict) -> str:
-    """The report's GPU section below its heading: how the run was made, :func:`render_gpu`'s table and the
-    run's own note (``stage_seconds.json``); :data:`NO_GPU_RUN` when ``gpu`` is None. Arguments as for
-    :func:`render_gpu`."""
-    if not gpu:
-        return NO_GPU_RUN
-    note = f"How the GPU run was timed: {gpu['stages']['note']}." if gpu["stages"].get("note") else ""
-    machine = machine_text(gpu["stages"].get("machine"))
-    return f"""The params and seeds of its day, run stage by stage on a lent GPU ({machine}) with
-`python -m pipeline.timed_repro --out reports/gpu` in a scratch clone (the stages pick the GPU with
-their `--device auto` default; generate samples on the CPU, its default) and
-`python -m pipeline.benchmark --device cuda --out reports/gpu/benchmark.json`. Different hardware
-and kernels give other numbers from the same seeds, so the quality rows show what one GPU run
-measured, not the committed generator. The CPU column's quality and seconds are the committed run's
-(`reports/metrics`); its benchmark rows are `reports/metrics/benchmark.json`, measured on the machine
-they name. Study cells run on the CPU only and are not part of the GPU run. Where the two runs used
-different params (the export's latent scale, the first row; the cGAN's batch size, in the benchmark rows),
-their quality rows differ by that too.
-
-{render_gpu(gpu, cpu)}
-
-{note}"""
 
 
 def evaluator_line(quality: dict) -> str:
@@ -255,39 +252,59 @@ STUDY_GAINS = ("synthetic_over_real", "classical_over_real", "synthetic_over_cla
                "fullgen_synthetic_over_real")
 
 
-def render_study(study: dict | None, figures: str) -> str:
-    """The augmentation study's section: test accuracy per budget and condition (mean and 95 % CI over
-    seeds), the paired gains, the verdicts and the plot; a placeholder line without a study."""
-    if not study:
-        return "(no augmentation study in reports/metrics/augmentation_study.json)"
-    budgets = study["budgets"]
-    n = len(study["seeds"])
+def study_tables(study: dict) -> dict:
+    """The augmentation study's tables for the report: ``accuracy`` (Markdown rows: test accuracy per budget and
+    condition, mean and 95 % CI over seeds, in %), ``gains`` (Markdown rows: the paired gains :data:`STUDY_GAINS`
+    in points), ``verdicts`` (one sentence per budget), ``seeds`` (their number) and ``cell_minutes``."""
     ci = lambda c: f"{100 * c['mean']:.2f} [{100 * c['ci_low']:.2f}, {100 * c['ci_high']:.2f}]"  # noqa: E731
     gain = lambda c: f"{100 * c['mean']:+.2f} [{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}]"  # noqa: E731
-    accuracy_rows = "\n".join(f"| {b} | " + " | ".join(ci(e["test_accuracy"][k]) for k in STUDY_COLUMNS) + " |"
-                               for b, e in budgets.items())
-    gain_rows = "\n".join(f"| {b} | " + " | ".join(gain(e["gains"][k]) for k in STUDY_GAINS) + " |"
-                           for b, e in budgets.items())
-    verdicts = "\n".join(f"- {e['verdict']}." for e in budgets.values())
-    return f"""Real labeled images per class b are drawn from MNIST train (never validation or test), one subset per
-seed; the budget-matched cGAN is trained on that subset only. Every classifier has the same architecture,
-recipe and number of steps; validation picks the classical-augmentation strength and the synthetic:real
-ratio in each cell; each final classifier is scored once on the real test set. Mean test accuracy (%) and
-95 % Student-t interval over {n} seeds; "G saw all 60k" = the pipeline's generator, trained on every
-train image (leakage: it has seen far more real data than b).
+    budgets = study["budgets"]
+    return {"accuracy": "\n".join(f"| {b} | " + " | ".join(ci(e["test_accuracy"][k]) for k in STUDY_COLUMNS) + " |"
+                                  for b, e in budgets.items()),
+            "gains": "\n".join(f"| {b} | " + " | ".join(gain(e["gains"][k]) for k in STUDY_GAINS) + " |"
+                               for b, e in budgets.items()),
+            "verdicts": [e["verdict"] for e in budgets.values()], "seeds": len(study["seeds"]),
+            "cell_minutes": study["cell_wall_seconds"] / 60}
 
-| b | real only | + classical | + synthetic | + synthetic + classical | synthetic only (TSTR) | + synthetic, G saw all 60k | TSTR, G saw all 60k |
-| --- | --- | --- | --- | --- | --- | --- | --- |
-{accuracy_rows}
 
-Paired gains (same seed; points, 95 % interval of the per-seed differences):
+def headline_metrics(metrics: dict, study: dict | None) -> dict:
+    """The pipeline's headline scalars, the top-level DVC metrics (``reports/metrics/headline.json``): few enough
+    that ``dvc metrics show`` and ``dvc metrics diff`` stay readable; the detailed JSONs remain stage outputs.
 
-| b | + synthetic vs real only | + classical vs real only | + synthetic vs + classical | + synthetic + classical vs + classical | + synthetic (G saw all 60k) vs real only |
-| --- | --- | --- | --- | --- | --- |
-{gain_rows}
-
-{verdicts}
-
-![augmentation study]({figures}/augmentation_study.png)
-
-Cells took {study['cell_wall_seconds'] / 60:.1f} min in all (`python -m pipeline.study_cell`, one DVC stage per cell)."""
+    ``metrics``: ``{name: <reports/metrics/name.json>}`` for prepare, classifier, referee, cgan, generate, quality
+    and augmentation; ``study``: ``augmentation_study.json`` or None. Accuracies and shares are fractions in
+    [0, 1], gains differences of fractions, FID a distance in the judge's features, seconds wall-clock seconds.
+    Raises KeyError when a stage's JSON lacks a field.
+    """
+    quality, augmentation = metrics["quality"], metrics["augmentation"]
+    synthetic = {"class_conditional_accuracy": quality["class_conditional_accuracy"],
+                 "worst_digit_accuracy": min(quality["per_class_accuracy"].values()),
+                 "tstr_accuracy": augmentation["tstr_accuracy"],
+                 "tstr_accuracy_mean": augmentation.get("tstr_accuracy_mean", augmentation["tstr_accuracy"]),
+                 "fid": quality["fid"], "fid_real_floor": quality["fid_real_floor"],
+                 "fid_over_floor": quality["fid"] / quality["fid_real_floor"],
+                 "memorization_share": quality["memorization"]["share_closer_than_heldout"]}
+    for name in ("precision", "recall", "coverage"):
+        synthetic[name] = quality[name]
+        synthetic[f"{name}_real_reference"] = quality[f"{name}_real_reference"]
+    headline = {
+        "judge": {"test_accuracy": metrics["classifier"]["test_accuracy"],
+                  "val_accuracy": metrics["classifier"]["val_accuracy"]},
+        "synthetic": synthetic,
+        "augmentation": {"real_only_accuracy": augmentation["real_only_accuracy"],
+                         "real_plus_synthetic_accuracy": augmentation["real_plus_synthetic_accuracy"],
+                         "augmentation_gain": augmentation["augmentation_gain"]},
+        "generate_images_per_second": metrics["generate"]["images_per_second"],
+        "wall_seconds": {"prepare": metrics["prepare"]["wall_seconds"],
+                         "train_classifier": metrics["classifier"]["wall_seconds"],
+                         "train_referee": metrics["referee"]["wall_seconds"],
+                         "train_cgan": metrics["cgan"]["wall_seconds"],
+                         "generate": metrics["generate"]["wall_seconds"],
+                         "evaluate": quality["wall_seconds"] + augmentation["wall_seconds"]},
+    }
+    if study:
+        label = lambda budget: budget if budget == "all" else f"b{budget}"  # noqa: E731
+        headline["study"] = {gain: {label(b): e["gains"][gain]["mean"] for b, e in study["budgets"].items()}
+                             for gain in ("synthetic_beyond_classical", "classical_over_real")}
+        headline["wall_seconds"]["study_cells"] = study["cell_wall_seconds"]
+    return headline

@@ -100,5 +100,23 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
     # Nothing to do on a second run: the pipeline is fully cached.
     status = sh(sys.executable, "-m", "dvc", "status", cwd=project, env=env)
     assert "up to date" in status.stdout
-    shown = sh(sys.executable, "-m", "dvc", "metrics", "show", cwd=project, env=env)
-    assert "class_conditional_accuracy" in shown.stdout
+    assert "| lever | runs | best run |" in report and (project / "reports/ablation.md").read_text().count("\n| ") > 10
+    # `dvc metrics show` holds the headline scalars only: readable, and `dvc metrics diff` with it.
+    shown = json.loads(sh(sys.executable, "-m", "dvc", "metrics", "show", "--json", cwd=project, env=env).stdout)
+    metrics = {path: data["data"] for path, data in next(iter(shown.values()))["data"].items()}
+    assert list(metrics) == ["reports/metrics/headline.json"]
+    numbers = count_numbers(metrics)
+    assert 20 <= numbers <= 40
+    headline = metrics["reports/metrics/headline.json"]
+    assert headline["synthetic"]["class_conditional_accuracy"] == quality["class_conditional_accuracy"]
+    assert headline["synthetic"]["tstr_accuracy_mean"] == augmentation["tstr_accuracy_mean"]
+    assert set(headline["study"]["synthetic_beyond_classical"]) == {"b5", "all"}
+
+
+def count_numbers(tree) -> int:
+    """Numbers (not booleans) in a nested JSON value."""
+    if isinstance(tree, dict):
+        return sum(count_numbers(v) for v in tree.values())
+    if isinstance(tree, list):
+        return sum(count_numbers(v) for v in tree)
+    return int(isinstance(tree, (int, float)) and not isinstance(tree, bool))

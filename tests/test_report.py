@@ -1,101 +1,97 @@
 import json
+from dataclasses import asdict
 
+import pytest
 import torch
 
 from pipeline.machine import machine_info
-from pipeline.report_sections import render_ablation
+from pipeline.params import load_params
+from pipeline.records import (ABLATION_SCHEMA_VERSION, RecordError, describe_differences, differences_from_baseline,
+                              read_ablation_records, validate_ablation_record)
+from pipeline.report_sections import ablation_rows, effect_on_baseline, lever_summary, machine_cell
+from tests.conftest import REPO
 
 
-def _run(name, lr_g, epochs):
-    return {"name": name, "overrides": {}, "params": {"lr_g": lr_g, "epochs": len(epochs), "seed": 2},
-            "epochs": [{"epoch": i + 1, "train_seconds": 100.0 * (i + 1), **row} for i, row in enumerate(epochs)]}
+def _record(name, baseline, epochs, params=None, sampling=None, baseline_params=None):
+    """A schema-valid ablation record with today's train_cgan params changed by ``params``."""
+    cgan = asdict(load_params(REPO / "params.yaml").train_cgan)
+    plain = {"latent_scale": 1.0, "standing_stats_batches": 0, "standing_stats_batch_size": cgan["batch_size"]}
+    rows = [{"epoch": i + 1, "train_seconds": 100.0 * (i + 1), "class_conditional_accuracy": 0.99,
+             "worst_digit_accuracy": 0.98, "fid_val": 1.0, **row} for i, row in enumerate(epochs)]
+    return validate_ablation_record({
+        "schema_version": ABLATION_SCHEMA_VERSION, "name": name, "params": {**cgan, **(params or {})},
+        "sampling": {**plain, **(sampling or {})}, "overrides": params or {},
+        "baseline": {"record": baseline, "params": {**cgan, **(baseline_params or {})}, "sampling": plain},
+        "generator": None, "judge": {"path": "models/classifier.pt", "sha256": "a" * 64}, "machine": None,
+        "threads": 1, "train_images": 55000, "measured_on": "validation", "note": "", "results": {"epochs": rows}})
 
 
-def test_ablation_table_shows_difference_from_current_params_and_best_tstr_epoch():
-    runs = [
-        _run("baseline", 0.0002, [{"class_conditional_accuracy": 0.9, "tstr_proxy_val": 0.8},
-                                  {"class_conditional_accuracy": 0.95}]),
-        _run("slow_g", 0.0001, [{"class_conditional_accuracy": 0.7, "tstr_proxy_val": 0.9},
-                                {"class_conditional_accuracy": 0.8, "tstr_proxy_val": 0.85}]),
-    ]
-    table = render_ablation(runs, current={"lr_g": 0.0002, "epochs": 7, "seed": 2}).splitlines()
-    assert table[0].startswith("| run | difference from params.yaml | epoch | train s | machine |")
-    rows = [line for line in table[2:]]
-    assert rows[0].startswith("| baseline | (none: the default) | 1 | 100 | not recorded |")  # best TSTR proxy epoch
-    assert rows[1].startswith("| baseline | (none: the default) | 2 | 200 | not recorded | 95.00 %")  # last epoch
-    assert rows[2].startswith("| slow_g | lr_g=0.0001 | 1 | 100 | not recorded | 70.00 %")
-    assert rows[3].startswith("| slow_g | lr_g=0.0001 | 2 | 200 | not recorded | 80.00 %")
-    assert render_ablation([], {}).startswith("_No ablation runs")
+def test_every_committed_ablation_record_validates_against_one_schema():
+    records = read_ablation_records(REPO / "reports" / "ablation")
+    assert len(records) == len(list((REPO / "reports" / "ablation").glob("*.json"))) > 0
+    names = {r["name"] for r in records}
+    assert all(r["baseline"]["record"] in names | {None} for r in records)  # every baseline is a record
 
 
-def test_ablation_table_names_params_older_runs_predate_and_shows_the_default_epoch():
-    old = _run("old", 0.0002, [{"class_conditional_accuracy": 0.9}])  # made before `autocast` existed
-    new = _run("long", 0.0002, [{"class_conditional_accuracy": 0.5 + 0.1 * i} for i in range(4)])
-    new["params"]["autocast"] = "bfloat16"
-    table = render_ablation([old, new], current={"lr_g": 0.0002, "epochs": 2, "seed": 2, "autocast": "bfloat16"})
-    rows = table.splitlines()[2:]
-    assert rows[0].startswith("| long | (none: the default) | 2 | 200 | not recorded | 60.00 %")  # where the default stops
-    assert rows[1].startswith("| long | (none: the default) | 4 | 400 | not recorded | 80.00 %")  # its last epoch
-    assert rows[2].startswith("| old | autocast='' | 1 | 100 | not recorded | 90.00 %")  # float32, before the param
-    assert rows[2].endswith("| not recorded |") and rows[0].endswith("| not recorded |")
+def test_invalid_records_get_a_one_line_error_naming_the_field(tmp_path):
+    good = _record("x", None, [{}])
+    for change, fragment in [({"schema_version": 0}, "schema_version"), ({"params": {"seed": 2}}, "params"),
+                             ({"note": None}, "note"), ({"extra": 1}, "extra")]:
+        with pytest.raises(RecordError) as error:
+            validate_ablation_record({**good, **change}, "x.json")
+        assert fragment in str(error.value) and str(error.value).startswith("x.json: ") and "\n" not in str(error.value)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(RecordError, match="bad.json: not valid JSON"):
+        read_ablation_records(tmp_path)
 
 
-def test_ablation_table_names_the_judge_of_each_run():
-    run = _run("judged", 0.0002, [{"class_conditional_accuracy": 0.9}])
-    run["judge_sha256"] = "764ee159127b3b2b"
-    table = render_ablation([run], current={"lr_g": 0.0002, "epochs": 1, "seed": 2}).splitlines()
-    assert table[0].endswith("| judge |") and table[2].endswith("| 764ee159 |")
+def test_each_run_is_compared_with_its_own_baseline_not_with_todays_params():
+    base = _record("base", None, [{"tstr_proxy_val": 0.90}, {"tstr_proxy_val": 0.92, "tstr_val": 0.97}],
+                   params={"batch_size": 64}, baseline_params={"batch_size": 64})
+    run_ = _record("b32", "base", [{"tstr_proxy_val": 0.91}, {"tstr_proxy_val": 0.93, "tstr_val": 0.975,
+                                                              "train_seconds": 250.0}],
+                   params={"batch_size": 32}, baseline_params={"batch_size": 64})
+    wide = _record("wide_z", "base", [{"epoch": 2, "tstr_val": 0.965, "fid_val": 0.5}], sampling={"latent_scale": 1.1},
+                   params={"batch_size": 64}, baseline_params={"batch_size": 64})
+    del wide["results"]["epochs"][0]["train_seconds"]  # measured, not trained
+    assert differences_from_baseline(run_) == {"batch_size": (64, 32)}  # today's params use 32: no difference there
+    assert describe_differences(differences_from_baseline(wide)) == "sampling.latent_scale 1 → 1.1"
+    summary = {row["lever"]: row for row in lever_summary([base, run_, wide])}
+    assert set(summary) == {"batch_size", "sampling.latent_scale"}  # the baseline itself is no lever
+    assert summary["batch_size"]["tstr"] == pytest.approx(0.5) and summary["batch_size"]["tstr_figure"] == "judge recipe"
+    assert summary["batch_size"]["cost"] == pytest.approx(1.25)
+    assert summary["sampling.latent_scale"]["tstr"] == pytest.approx(-0.5) and summary["sampling.latent_scale"]["cost"] is None
+    assert summary["sampling.latent_scale"]["fid"] == pytest.approx(-0.5)
+    rows = {row["name"]: row for row in ablation_rows([base, run_, wide])}
+    assert rows["b32"]["baseline"] == "base" and rows["b32"]["difference"] == "batch_size 64 → 32"
+    assert rows["base"]["baseline"] == "—" and rows["wide_z"]["seconds"] == ""
 
 
-def test_ablation_table_has_a_column_for_the_judge_recipe_tstr():
-    run = _run("full", 0.0002, [{"class_conditional_accuracy": 0.9, "tstr_proxy_val": 0.95, "tstr_val": 0.9764}])
-    table = render_ablation([run], current={"lr_g": 0.0002, "epochs": 1, "seed": 2}).splitlines()
-    assert "| TSTR proxy | TSTR, judge recipe | judge |" in table[0]
-    assert table[2].endswith("| 95.00 % | 97.64 % | not recorded |")
+def test_a_run_stopped_early_is_compared_at_the_epoch_where_it_stopped():
+    base = _record("base", None, [{"tstr_proxy_val": 0.5 + 0.1 * i} for i in range(4)])
+    early = _record("early", "base", [{"tstr_proxy_val": 0.65}], params={"aux_weight": 0.0})
+    effect = effect_on_baseline(early, base)
+    assert effect["tstr"] == pytest.approx(15.0) and effect["tstr_figure"] == "proxy"
 
 
-def test_ablation_table_says_which_cpu_and_precision_trained_each_run():
+def test_ablation_machine_cell_names_the_cpu_and_the_precision_of_each_run():
     """Train seconds differ ~3.4x between an AVX-512 CPU (bfloat16) and an AVX2-only one (float32)."""
-    machine = json.loads(json.dumps(machine_info(torch.device("cpu"))))  # as stored in the run JSON
+    machine = json.loads(json.dumps(machine_info(torch.device("cpu"))))  # as stored in the record
     assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and machine["cpu_count"] >= 1
-    runs = []
-    for name, autocast, native in [("fast", "bfloat16", True), ("emulated", "bfloat16", False), ("fp32", "", True)]:
-        run = _run(name, 0.0002, [{"class_conditional_accuracy": 0.9}])
-        run["params"]["autocast"] = autocast
-        run["machine"] = {**machine, "cpu": "Some CPU", "cpu_capability": "AVX512", "bfloat16_native": native}
-        runs.append(run)
-    rows = render_ablation(runs, current={"lr_g": 0.0002, "epochs": 1, "seed": 2, "autocast": "bfloat16"}).splitlines()
-    assert rows[0].startswith("| run | difference from params.yaml | epoch | train s | machine | class-cond. acc.")
-    assert rows[2].startswith("| emulated | (none: the default) | 1 | 100 | Some CPU, AVX512, float32 | 90.00 %")
-    assert rows[3].startswith("| fast | (none: the default) | 1 | 100 | Some CPU, AVX512, bfloat16 | 90.00 %")
-    assert rows[4].startswith("| fp32 | autocast='' | 1 | 100 | Some CPU, AVX512, float32 | 90.00 %")
-
-
-def test_ablation_table_shows_sampling_choices_and_measured_generators():
-    machine = {"cpu": "Some CPU", "cpu_capability": "AVX2", "bfloat16_native": False}
-    measured = _run("standing", 0.0002, [{"class_conditional_accuracy": 0.9}])
-    del measured["epochs"][0]["train_seconds"]  # measured, not trained
-    measured.update(generator="models/generator.pt", machine=machine,
-                    sampling={"latent_scale": 1.2, "standing_stats_batches": 100, "standing_stats_batch_size": 64})
-    trained = _run("wide_z", 0.0001, [{"class_conditional_accuracy": 0.8}])
-    trained.update(machine=machine, sampling={"latent_scale": 1.5, "standing_stats_batches": 0,
-                                              "standing_stats_batch_size": 64})
-    plain = _run("plain", 0.0002, [{"class_conditional_accuracy": 0.7}])
-    plain["sampling"] = {"latent_scale": 1.0, "standing_stats_batches": 0, "standing_stats_batch_size": 64}
-    rows = render_ablation([measured, trained, plain], current={"lr_g": 0.0002, "epochs": 1, "seed": 2}).splitlines()
-    assert rows[2].startswith("| plain | (none: the default) | 1 | 100 | not recorded | 70.00 %")
-    assert rows[3].startswith("| standing | sampling: z x 1.2, standing statistics (100 batches of 64) (measured "
-                              "`models/generator.pt`, not trained by the run) | 1 |  | Some CPU, AVX2 (measured only) | 90.00 %")
-    assert rows[4].startswith("| wide_z | lr_g=0.0001; sampling: z x 1.5 | 1 | 100 | Some CPU, AVX2, float32 | 80.00 %")
+    cells = []
+    for autocast, native in [("bfloat16", True), ("bfloat16", False), ("", True)]:
+        cells.append(machine_cell({"machine": {**machine, "cpu": "Some CPU", "cpu_capability": "AVX512",
+                                               "bfloat16_native": native}, "params": {"autocast": autocast}}))
+    assert cells == ["Some CPU, AVX512, bfloat16", "Some CPU, AVX512, float32", "Some CPU, AVX512, float32"]
+    assert machine_cell({"machine": None}) == "not recorded"
 
 
 def test_ablation_machine_cell_names_the_gpu_a_run_trained_or_was_measured_on():
-    from pipeline.report_sections import machine_cell
     gpu = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_capability": "AVX512", "gpu": "NVIDIA H100 80GB HBM3",
            "bfloat16_native": True, "device": "cuda"}
     assert machine_cell({"machine": gpu, "params": {"autocast": "bfloat16"}}) == "NVIDIA H100 80GB HBM3 GPU, bfloat16"
     assert machine_cell({"machine": gpu, "params": {"autocast": ""}}) == "NVIDIA H100 80GB HBM3 GPU, float32"
-    measured = {"machine": gpu, "params": {}, "generator": "g.pt"}
+    measured = {"machine": gpu, "params": {}, "generator": {"path": "g.pt", "sha256": "b" * 64}}
     assert machine_cell(measured) == "NVIDIA H100 80GB HBM3 GPU (measured only)"
 
 
@@ -132,7 +128,6 @@ def test_gpu_section_puts_the_gpu_run_next_to_the_cpu_run_row_by_row():
     assert rows["cGAN batch size (train_cgan.batch_size of the run's params.yaml)"] == ["32", "not recorded |"]
     assert rows["cGAN training images/s"] == ["445", "2,990 |"]  # 2,990.5 rounds half to even
     assert rows["training time to 99 % class-conditional accuracy (validation)"] == ["239 s (1800 steps)", "not reached |"]
-    assert render_gpu(None, {}).startswith("_No GPU run")
 
 
 def test_per_digit_table_adds_tstr_columns_and_its_confusions_only_when_recorded():

@@ -1,0 +1,73 @@
+"""README.md is for users: short, the quick start near the top, and a results table that cannot drift from
+``reports/metrics/headline.json`` (the top-level DVC metrics the default ``dvc repro`` writes)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.conftest import REPO
+
+README = (REPO / "README.md").read_text()
+HEADLINE = json.loads((REPO / "reports" / "metrics" / "headline.json").read_text())
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def points(x: float) -> str:
+    return f"{100 * x:+.2f} points".replace("-", "−")
+
+
+def results_table() -> dict[str, list[str]]:
+    """The rows of the README's results table: ``{metric: [this run, real-data reference, target]}``."""
+    section = README.split("## Results", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split(" | ")]
+            for line in section.splitlines() if line.startswith("| ")]
+    assert rows[0] == ["metric", "this run", "real-data reference", "target"]
+    return {row[0]: row[1:] for row in rows[2:]}
+
+
+def expected_cells() -> dict[str, tuple[str, str]]:
+    """Each results row's "this run" and "real-data reference" cells, formatted from headline.json."""
+    s, a = HEADLINE["synthetic"], HEADLINE["augmentation"]
+    return {
+        "judge accuracy on real test": (pct(HEADLINE["judge"]["test_accuracy"]), "—"),
+        "class-conditional accuracy (judge agrees with the requested digit)": (pct(s["class_conditional_accuracy"]), "—"),
+        "class-conditional accuracy, worst digit": (pct(s["worst_digit_accuracy"]), "—"),
+        "TSTR: 60,000 synthetic images only → real test, mean of 2 classifier seeds":
+            (pct(s["tstr_accuracy_mean"]), f"{pct(a['real_only_accuracy'])} (real only)"),
+        "FID in judge features": (f"{s['fid']:.3f} ({s['fid_over_floor']:.1f} × the floor)",
+                                  f"{s['fid_real_floor']:.3f} (real train vs real test)"),
+        "precision (Kynkäänniemi et al. 2019)": (f"{s['precision']:.3f}", f"{s['precision_real_reference']:.3f}"),
+        "recall": (f"{s['recall']:.3f}", f"{s['recall_real_reference']:.3f}"),
+        "coverage (Naeem et al. 2020)": (f"{s['coverage']:.3f}", f"{s['coverage_real_reference']:.3f}"),
+        "memorization: synthetic closer to train than 95 % of held-out real": (pct(s["memorization_share"]),
+                                                                               "5 % (no copying)"),
+        "real + synthetic (augmentation gain)": (f"{pct(a['real_plus_synthetic_accuracy'])} ({points(a['augmentation_gain'])})",
+                                                 f"{pct(a['real_only_accuracy'])} (real only)"),
+        "augmentation study, b = 10 per class: synthetic on top of classical":
+            (points(HEADLINE["study"]["synthetic_beyond_classical"]["b10"]), "—"),
+        "generate stage, 60,000 images": (f"{HEADLINE['generate_images_per_second']:,.0f} images/s", "—"),
+    }
+
+
+def test_results_table_equals_the_committed_headline_metrics():
+    table = results_table()
+    assert 1 <= len(table) <= 12
+    assert {name: cells[:2] for name, cells in table.items()} == {name: list(cells) for name, cells in expected_cells().items()}
+
+
+def test_readme_is_short_with_the_quick_start_first_and_no_run_history():
+    lines = README.splitlines()
+    assert len(lines) <= 300
+    first = "\n".join(lines[:60])
+    assert "pip install -e" in first and "\ndvc repro" in first and "\npytest" in first
+    assert len([line for line in lines if re.search(r"\b20\d\d-\d\d-\d\d\b", line)]) <= 2
+
+
+def test_readme_layout_names_every_module_of_the_package():
+    modules = {p.stem for p in (REPO / "pipeline").glob("*.py")} - {"__init__"}
+    layout = README.split("## Layout", 1)[1]
+    assert sorted(m for m in modules if not re.search(rf"\b{m}\b", layout)) == []
