@@ -262,6 +262,7 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
             log.info("%s %s", name, {k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()})
             record = {
                 "schema_version": ABLATION_SCHEMA_VERSION, "name": name, "params": asdict(params), "sampling": sampling,
+                "tstr_recipe": asdict(all_params.train_classifier),
                 "overrides": changes, "baseline": baseline, "generator": source or None,
                 "judge": {"path": classifier, "sha256": judge_sha256}, "machine": machine,
                 "threads": torch.get_num_threads(), "train_images": num_train,

@@ -1,7 +1,7 @@
 """The versioned record of one ablation run (``reports/ablation/<name>.json``): its schema, validation, and
 how a run differs from its own baseline.
 
-A record holds the run's full ``train_cgan`` params and sampling, the baseline it was compared against
+A record holds the run's full ``train_cgan`` params and sampling, the TSTR classifier's recipe, the baseline it was compared against
 (another record's name, or none, with that baseline's params and sampling), the judge that measured it
 (path and sha256), the machine, and the results per epoch, all on the validation split. Validation uses
 JSON Schema (draft 2020-12) through the ``jsonschema`` package. Pure and importable.
@@ -16,7 +16,7 @@ from typing import Any
 
 import jsonschema
 
-from pipeline.params import CGANParams
+from pipeline.params import CGANParams, ClassifierParams
 from pipeline.utils import PipelineError
 
 #: Bumped whenever a field changes meaning or a required field is added; migrate the committed records with it.
@@ -54,14 +54,16 @@ _EPOCH = {
 ABLATION_RECORD_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
-    "required": ["schema_version", "name", "params", "sampling", "overrides", "baseline", "generator", "judge",
-                 "machine", "threads", "train_images", "measured_on", "note", "results"],
+    "required": ["schema_version", "name", "params", "sampling", "tstr_recipe", "overrides", "baseline", "generator",
+                 "judge", "machine", "threads", "train_images", "measured_on", "note", "results"],
     "additionalProperties": False,
     "properties": {
         "schema_version": {"const": ABLATION_SCHEMA_VERSION},
         "name": {"type": "string", "minLength": 1},
         "params": _PARAMS,  # the run's full train_cgan section
         "sampling": _SAMPLING,
+        # the train_classifier section that --full-tstr trained with (ClassifierParams); null = not recorded
+        "tstr_recipe": {"type": ["object", "null"], "required": [f.name for f in dataclasses.fields(ClassifierParams)]},
         "overrides": {"type": "object"},  # the --set changes, as given
         "baseline": {
             "type": "object", "required": ["record", "params", "sampling"], "additionalProperties": False,

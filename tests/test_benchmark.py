@@ -1,4 +1,5 @@
 import json
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import torch
@@ -6,7 +7,7 @@ import torch
 from pipeline import ablation
 from pipeline.gan import generator_flops_per_image, load_generator, sample
 from pipeline.models import Classifier, ClassifierConfig
-from pipeline.params import ClassifierParams
+from pipeline.params import ClassifierParams, load_params
 from pipeline.training import classifier_checkpoint
 from pipeline.records import validate_ablation_record
 from pipeline.utils import bfloat16_is_native, sha256_file
@@ -108,6 +109,8 @@ def test_ablation_run_writes_its_epochs_the_machine_and_a_usable_generator_per_e
     assert [e["epoch"] for e in epochs] == [1] and 0.0 <= epochs[0]["tstr_proxy_val"] <= 1.0
     assert run["baseline"]["record"] is None and run["baseline"]["params"]["epochs"] != 1  # params.yaml's recipe
     assert run["judge"] == {"path": str(judge), "sha256": sha256_file(judge)}
+    tiny_params = load_params(tiny_project / "params.yaml")
+    assert run["tstr_recipe"] == asdict(tiny_params.train_classifier)  # the recipe --full-tstr would train
     assert run["train_images"] == 320  # of the tiny project's 1,600: the cap applies as in the train_cgan stage
     assert run["threads"] == 1 and run["machine"]["torch_threads"] == 1 and run["machine"]["device"] == "cpu"
     assert run["machine"]["bfloat16_native"] == bfloat16_is_native(torch.device("cpu"))

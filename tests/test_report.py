@@ -20,7 +20,7 @@ def _record(name, baseline, epochs, params=None, sampling=None, baseline_params=
              "worst_digit_accuracy": 0.98, "fid_val": 1.0, **row} for i, row in enumerate(epochs)]
     return validate_ablation_record({
         "schema_version": ABLATION_SCHEMA_VERSION, "name": name, "params": {**cgan, **(params or {})},
-        "sampling": {**plain, **(sampling or {})}, "overrides": params or {},
+        "sampling": {**plain, **(sampling or {})}, "tstr_recipe": None, "overrides": params or {},
         "baseline": {"record": baseline, "params": {**cgan, **(baseline_params or {})}, "sampling": plain},
         "generator": None, "judge": {"path": "models/classifier.pt", "sha256": "a" * 64}, "machine": None,
         "threads": 1, "train_images": 55000, "measured_on": "validation", "note": "", "results": {"epochs": rows}})
@@ -36,6 +36,7 @@ def test_every_committed_ablation_record_validates_against_one_schema():
 def test_invalid_records_get_a_one_line_error_naming_the_field(tmp_path):
     good = _record("x", None, [{}])
     for change, fragment in [({"schema_version": 0}, "schema_version"), ({"params": {"seed": 2}}, "params"),
+                             ({"tstr_recipe": {"seed": 1}}, "tstr_recipe"),
                              ({"note": None}, "note"), ({"extra": 1}, "extra")]:
         with pytest.raises(RecordError) as error:
             validate_ablation_record({**good, **change}, "x.json")
