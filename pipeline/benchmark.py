@@ -47,10 +47,6 @@ from pipeline.utils import PipelineError, bfloat16_is_native, get_device, write_
 log = logging.getLogger("pipeline.benchmark")
 
 
-class _TargetReached(Exception):
-    pass
-
-
 def generator_throughput(generator: Generator, device: torch.device, images: int, batch_size: int) -> float:
     """Images/s of the pure forward pass G(z, y), z and labels already on ``device``, after one warm-up batch."""
     generator.eval()
@@ -137,17 +133,13 @@ def cgan_train_throughput(params: CGANParams, images: torch.Tensor, labels: torc
     n = (warmup + steps) * params.batch_size
     marks = {}
 
-    def mark(step: int, _generator: Generator) -> None:
+    def mark(step: int, _generator: Generator) -> bool:
         if step in (warmup, warmup + steps):
             _sync(device)
             marks[step] = time.perf_counter()
-        if step == warmup + steps:
-            raise _TargetReached
+        return step == warmup + steps  # stop there
 
-    try:
-        train_cgan(dataclasses.replace(params, epochs=1, max_train_images=0), images[:n], labels[:n], device, on_step=mark)
-    except _TargetReached:
-        pass
+    train_cgan(dataclasses.replace(params, epochs=1, max_train_images=0), images[:n], labels[:n], device, abort_fn=mark)
     return steps * params.batch_size / (marks[warmup + steps] - marks[warmup])
 
 
@@ -235,23 +227,20 @@ def time_to_target(params, images, labels, judge, device, target: float, check_e
     clock = {"train": 0.0, "last": time.perf_counter()}
     checks = []
 
-    def check(step: int, generator: Generator) -> None:
+    def check(step: int, generator: Generator) -> bool:
+        """Judge the EMA generator every ``check_every`` steps; True (stop) at the target or the time limit."""
         if step % check_every:
-            return
+            return False
         _sync(device)
         clock["train"] += time.perf_counter() - clock["last"]
         probs, _, wanted = judged_samples(generator, judge, torch.Generator().manual_seed(0))  # same z every check
         cca, _ = class_conditional_accuracy(probs.argmax(1).numpy(), wanted.numpy())
         checks.append({"step": step, "train_seconds": round(clock["train"], 1), "class_conditional_accuracy": cca})
         log.info("step %d, %.0f s: class-conditional accuracy %.4f", step, clock["train"], cca)
-        if cca >= target or clock["train"] > 60 * max_minutes:
-            raise _TargetReached
         clock["last"] = time.perf_counter()
+        return cca >= target or clock["train"] > 60 * max_minutes
 
-    try:
-        train_cgan(dataclasses.replace(params, epochs=1000), images, labels, device, on_step=check)
-    except _TargetReached:
-        pass
+    train_cgan(dataclasses.replace(params, epochs=1000), images, labels, device, abort_fn=check)
     reached = checks[-1]["class_conditional_accuracy"] >= target if checks else False
     return {"target_class_conditional_accuracy": target, "reached": reached,
             "seconds": checks[-1]["train_seconds"] if reached else None,

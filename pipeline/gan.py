@@ -1,11 +1,8 @@
 """The class-conditional GAN: training loop, sampling and checkpoint loading.
 
-Loss: hinge loss (Lim & Ye 2017; Miyato et al. 2018) on a projection discriminator plus an AC-GAN
-auxiliary class loss (Odena et al. 2017) weighted by ``aux_weight``, optionally its twin-classifier correction
-(TAC-GAN, Gong et al. 2019) weighted by ``twin_aux_weight`` and a mode-seeking term (Mao et al. 2019) weighted
-by ``mode_seeking``; Adam (Kingma & Ba 2015);
-an exponential moving average of the generator weights is what gets sampled and saved
-(Karras et al. 2018; Yazıcı et al. 2019).
+The losses are :mod:`pipeline.losses` (hinge, AC-GAN class loss, TAC-GAN twin classifier, mode seeking);
+Adam (Kingma & Ba 2015); an exponential moving average of the generator weights is what gets sampled and
+saved (Karras et al. 2018; Yazıcı et al. 2019).
 """
 
 from __future__ import annotations
@@ -13,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.utils import save_image
 from tqdm import tqdm
 
+from pipeline.losses import discriminator_loss, generator_loss
 from pipeline.models import NUM_CLASSES, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, model_checkpoint
 from pipeline.params import CGANParams
 from pipeline.utils import PipelineError, atomic_path, autocast, save_checkpoint
@@ -67,6 +65,10 @@ class EpochLog:
     g_loss: float
     d_real_accuracy: float  # share of real images with a positive D logit
     d_fake_accuracy: float  # share of fake images with a negative D logit
+
+
+#: The per-epoch statistics of :class:`EpochLog`, in its field order: means over the epoch's steps.
+EPOCH_STATISTICS = tuple(f.name for f in fields(EpochLog) if f.name != "epoch")
 
 
 def fixed_noise(z_dim: int, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,22 +146,6 @@ def diff_augment(images: torch.Tensor, policy: str, generator: torch.Generator) 
     return images
 
 
-def mode_seeking_loss(fake_images: torch.Tensor, z: torch.Tensor, half: int, eps: float = 1e-5) -> torch.Tensor:
-    """Mode-seeking regularisation (Mao et al. 2019, "Mode Seeking Generative Adversarial Networks for
-    Diverse Image Synthesis", eq. 3 and the authors' code): ``1 / (mean|G(z1, y) - G(z2, y)| / mean|z1 - z2| + eps)``,
-    which the generator minimises so that two latents of the same digit give different images.
-
-    Args:
-        fake_images: ``(B, 1, 28, 28)``, where rows ``i`` and ``i + half`` (``i < half``) were drawn for the same
-            digit; z: their latents ``(B, z_dim)``; half: the number of pairs (``<= B // 2``).
-    Returns:
-        A scalar float32 tensor > 0.
-    """
-    image_distance = (fake_images[:half].float() - fake_images[half : 2 * half].float()).abs().mean()
-    z_distance = (z[:half] - z[half : 2 * half]).abs().mean()
-    return 1.0 / (image_distance / z_distance + eps)
-
-
 def lr_scale(step: int, total_steps: int, decay_steps: int) -> float:
     """Learning-rate factor for 0-based ``step`` of ``total_steps``: 1, then linear towards 0 over the last
     ``decay_steps`` (the schedule of CycleGAN, Zhu et al. 2017). ``decay_steps <= 0`` keeps 1; more than
@@ -185,6 +171,11 @@ def _ema_update(ema: Generator, model: Generator, decay: float) -> None:
         ema_b.copy_(b)
 
 
+def _set_learning_rates(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def train_cgan(
     params: CGANParams,
     train_images: torch.Tensor,
@@ -194,7 +185,7 @@ def train_cgan(
     state_path: str | Path | None = None,
     state_key: str = "",
     resume: dict | None = None,
-    on_step: Callable[[int, Generator], None] | None = None,
+    abort_fn: Callable[[int, Generator], bool] | None = None,
 ) -> tuple[Generator, list[EpochLog]]:
     """Train G(z, y) and D(x, y) on ``train_images (N, 1, 28, 28) float32`` in [-1, 1], ``train_labels (N,) int64``.
 
@@ -204,10 +195,12 @@ def train_cgan(
             epoch, tagged with ``state_key``, so an interrupted run can continue.
         resume: a state from :func:`read_training_state`; training continues after its epoch and
             gives the same bytes as an uninterrupted run.
-        on_step: called after every optimisation step with the global step count and the (EMA)
-            generator (the benchmark uses it to time the run to a quality target).
+        abort_fn: called after every optimisation step with the number of steps done and the (EMA)
+            generator; training stops there when it returns True (as StyleGAN2-ADA's ``abort_fn``; the
+            benchmark uses it to stop at a quality target). The unfinished epoch is not logged.
     Returns:
-        The generator to sample from (the EMA copy when ``ema_decay > 0``), in eval mode, and the logs.
+        The generator to sample from (the EMA copy when ``ema_decay > 0``), in eval mode, and the logs of the
+        finished epochs.
     Raises:
         TrainingDivergedError: d_loss or g_loss became NaN/inf or exceeded ``MAX_ABS_LOSS``.
     """
@@ -239,17 +232,16 @@ def train_cgan(
         generator.train()
         discriminator.train()
         order = torch.randperm(len(train_images), generator=rng)
-        sums = torch.zeros(4)
+        sums = torch.zeros(len(EPOCH_STATISTICS))  # float32, in EPOCH_STATISTICS order
         bar = tqdm(range(n_batches), desc=f"cGAN epoch {epoch}/{params.epochs}", leave=False, mininterval=1.0)
         for i in bar:
+            step = (epoch - 1) * n_batches + i  # 0-based over the whole run
             idx = order[i * params.batch_size : (i + 1) * params.batch_size]
             real_images, labels = train_images[idx].to(device), train_labels[idx].to(device)  # (B, 1, 28, 28)
             z = torch.randn(len(idx), params.z_dim, generator=rng).to(device)
-            scale = lr_scale((epoch - 1) * n_batches + i, total_steps, params.lr_decay_epochs * n_batches)
-            for group in opt_g.param_groups:
-                group["lr"] = params.lr_g * scale
-            for group in opt_d.param_groups:
-                group["lr"] = params.lr_d * scale
+            scale = lr_scale(step, total_steps, params.lr_decay_epochs * n_batches)
+            _set_learning_rates(opt_g, params.lr_g * scale)
+            _set_learning_rates(opt_d, params.lr_d * scale)
             fake_labels, half = labels, len(idx) // 2
             if params.mode_seeking > 0:  # pairs (i, i + half) share a digit and differ in z
                 fake_labels = labels.clone()
@@ -260,11 +252,8 @@ def train_cgan(
                 # --- train discriminator
                 real_logit, real_class, _ = discriminator(augment(real_images), labels)
                 fake_logit, _, fake_twin = discriminator(augment(fake_images.detach()), fake_labels)
-                d_loss = F.relu(1 - real_logit).mean() + F.relu(1 + fake_logit).mean()
-                if params.aux_weight > 0:
-                    d_loss = d_loss + params.aux_weight * F.cross_entropy(real_class, labels)
-                if params.twin_aux_weight > 0:  # the twin head learns G's class boundaries
-                    d_loss = d_loss + params.twin_aux_weight * F.cross_entropy(fake_twin, fake_labels)
+                d_loss = discriminator_loss(real_logit, fake_logit, real_class, labels, fake_twin, fake_labels,
+                                            params.aux_weight, params.twin_aux_weight)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -272,21 +261,16 @@ def train_cgan(
             # --- train generator
             with autocast(device, params.autocast):
                 fake_logit_g, fake_class, fake_twin_g = discriminator(augment(fake_images), fake_labels)
-                g_loss = -fake_logit_g.mean()
-                if params.aux_weight > 0:
-                    g_loss = g_loss + params.aux_weight * F.cross_entropy(fake_class, fake_labels)
-                if params.twin_aux_weight > 0:
-                    g_loss = g_loss - params.twin_aux_weight * F.cross_entropy(fake_twin_g, fake_labels)
-                if params.mode_seeking > 0:
-                    g_loss = g_loss + params.mode_seeking * mode_seeking_loss(fake_images, z, half)
+                g_loss = generator_loss(fake_logit_g, fake_class, fake_twin_g, fake_labels, fake_images, z, half,
+                                        params.aux_weight, params.twin_aux_weight, params.mode_seeking)
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
+            steps_done = step + 1
             if params.ema_decay > 0:
                 # Warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early on the
                 # average must not be dominated by the random initial weights.
-                step = (epoch - 1) * n_batches + i + 1
-                _ema_update(ema, generator, min(params.ema_decay, (1 + step) / (10 + step)))
+                _ema_update(ema, generator, min(params.ema_decay, (1 + steps_done) / (10 + steps_done)))
 
             d_val, g_val = d_loss.item(), g_loss.item()
             if not all(math.isfinite(v) and abs(v) < MAX_ABS_LOSS for v in (d_val, g_val)):
@@ -299,15 +283,13 @@ def train_cgan(
             ])
             if i % 50 == 0:
                 bar.set_postfix(d_loss=f"{d_val:.3f}", g_loss=f"{g_val:.3f}")
-            if on_step is not None:
-                on_step((epoch - 1) * n_batches + i + 1, ema)
-        means = (sums / max(n_batches, 1)).tolist()
-        entry = EpochLog(epoch, *means)
+            if abort_fn is not None and abort_fn(steps_done, ema):
+                bar.close()
+                return ema.eval(), logs
+        entry = EpochLog(epoch, **dict(zip(EPOCH_STATISTICS, (sums / max(n_batches, 1)).tolist())))
         logs.append(entry)
-        log.info(
-            "cGAN epoch %d/%d d_loss %.4f g_loss %.4f D(real)>0 %.3f D(fake)<0 %.3f",
-            epoch, params.epochs, *means,
-        )
+        log.info("cGAN epoch %d/%d d_loss %.4f g_loss %.4f D(real)>0 %.3f D(fake)<0 %.3f", epoch, params.epochs,
+                 entry.d_loss, entry.g_loss, entry.d_real_accuracy, entry.d_fake_accuracy)
         if state_path is not None:
             save_checkpoint(state_path, {
                 "key": state_key, "epoch": epoch, "logs": [asdict(e) for e in logs], "rng": rng.get_state(),

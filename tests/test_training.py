@@ -189,7 +189,7 @@ def test_stage_with_bad_params_file_gives_one_line(tmp_path):
 def test_mode_seeking_loss_follows_msgan():
     """1 / (mean|G(z1, y) - G(z2, y)| / mean|z1 - z2| + eps) (Mao et al. 2019): equal images give 1/eps,
     more different images a smaller loss, and its gradient reaches the images."""
-    from pipeline.gan import mode_seeking_loss
+    from pipeline.losses import mode_seeking_loss
 
     z = torch.zeros(4, 3)
     z[2:] = 2.0  # mean |z1 - z2| = 2
@@ -299,3 +299,40 @@ def test_lr_decay_sets_the_optimisers_learning_rates(params, monkeypatch):
     assert g_rates[4:] == pytest.approx([recipe.lr_g * f for f in (1.0, 0.75, 0.5, 0.25)])
     assert d_rates[4:] == pytest.approx([recipe.lr_d * f for f in (1.0, 0.75, 0.5, 0.25)])
     assert not torch.equal(constant.upsample[-2].weight, decayed.upsample[-2].weight)
+
+
+def test_abort_fn_stops_training_after_the_step_it_returns_true(params):
+    """The loop ends through a return value, not an exception: the steps seen, then the EMA generator."""
+    images, labels = torch.rand(64, 1, 28, 28) * 2 - 1, torch.arange(64) % 10
+    recipe = dataclasses.replace(_tiny_cgan(params), epochs=3)  # 8 steps per epoch
+    seen = []
+    generator, logs = train_cgan(recipe, images, labels, torch.device("cpu"),
+                                 abort_fn=lambda step, g: seen.append(step) or step == 11)
+    assert seen == list(range(1, 12)) and [e.epoch for e in logs] == [1]  # epoch 2 unfinished: not logged
+    assert not generator.training
+    full, _ = train_cgan(recipe, images, labels, torch.device("cpu"), abort_fn=lambda step, g: False)
+    plain, _ = train_cgan(recipe, images, labels, torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(full.state_dict().values(), plain.state_dict().values()))
+
+
+def test_cgan_losses_add_each_term_only_when_weighted():
+    from torch.nn import functional as F
+
+    from pipeline.losses import discriminator_loss, generator_loss, mode_seeking_loss
+
+    torch.manual_seed(0)
+    real_logit, fake_logit = torch.randn(6), torch.randn(6)
+    real_class, fake_class, twin = torch.randn(6, 10), torch.randn(6, 10), torch.randn(6, 10)
+    labels = torch.arange(6) % 10
+    hinge = F.relu(1 - real_logit).mean() + F.relu(1 + fake_logit).mean()
+    assert torch.equal(discriminator_loss(real_logit, fake_logit, real_class, labels, None, labels, 0.0, 0.0), hinge)
+    with_aux = discriminator_loss(real_logit, fake_logit, real_class, labels, twin, labels, 0.5, 2.0)
+    expected = hinge + 0.5 * F.cross_entropy(real_class, labels) + 2.0 * F.cross_entropy(twin, labels)
+    assert with_aux.item() == pytest.approx(expected.item())
+    images, z = torch.rand(6, 1, 28, 28), torch.randn(6, 4)
+    assert torch.equal(generator_loss(fake_logit, fake_class, None, labels, images, z, 3, 0.0, 0.0, 0.0),
+                       -fake_logit.mean())
+    full = generator_loss(fake_logit, fake_class, twin, labels, images, z, 3, 1.0, 0.5, 0.25)
+    expected = (-fake_logit.mean() + F.cross_entropy(fake_class, labels) - 0.5 * F.cross_entropy(twin, labels)
+                + 0.25 * mode_seeking_loss(images, z, 3))
+    assert full.item() == pytest.approx(expected.item())
