@@ -38,8 +38,9 @@ import yaml
 from torch import nn
 
 from pipeline.cli import run, user_errors
-from pipeline.data import load_splits, to_tensor, to_uint8
-from pipeline.gan import EpochLog, generator_checkpoint, load_generator, sample, train_cgan
+from pipeline.data import load_splits, to_tensor
+from pipeline.gan import EpochLog, generator_checkpoint, load_generator, train_cgan
+from pipeline.judging import exported_samples, judged_samples
 from pipeline.machine import machine_info
 from pipeline.metrics import class_conditional_accuracy, frechet_distance, precision_recall_density_coverage
 from pipeline.models import NUM_CLASSES, Generator
@@ -50,7 +51,6 @@ from pipeline.training import load_classifier, predict, steps_per_epoch, train_c
 from pipeline.utils import get_device, save_checkpoint, sha256_file, write_json
 
 log = logging.getLogger("pipeline.ablation")
-PER_CLASS = 500  # samples per digit for the per-epoch metrics (5,000 vs the 5,000 validation images)
 TSTR_PROXY_IMAGES = 20000
 TSTR_PROXY = ClassifierParams(seed=1, width=16, dropout=0.25, epochs=1, batch_size=128, lr=0.005,
                               weight_decay=1e-4, aug_degrees=0.0, aug_translate=0.0, aug_scale=0.0,
@@ -111,23 +111,6 @@ def sampling_variant(generator: Generator, latent_scale: float, standing_batches
     if standing_batches > 0:
         generator = standing_statistics(generator, standing_batches, batch_size)
     return ScaledLatent(generator, latent_scale) if latent_scale != 1.0 else generator
-
-
-def exported_samples(generator: Generator, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """G(z, y) rounded to the 256 grey levels an export stores: ``(N, 1, 28, 28) float32`` in [-1, 1]."""
-    return to_tensor(to_uint8(sample(generator, z, labels)))
-
-
-def judged_samples(generator: Generator, judge, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``PER_CLASS`` exported samples per digit (z drawn from ``rng``), through the judge.
-
-    Returns:
-        ``(probabilities (N, 10), features (N, 128), requested labels (N,) int64)``, digit-major.
-    """
-    z = torch.randn(NUM_CLASSES * PER_CLASS, generator.config.z_dim, generator=rng)
-    labels = torch.arange(NUM_CLASSES).repeat_interleave(PER_CLASS)
-    probs, feats = predict(judge, exported_samples(generator, z, labels))
-    return probs, feats, labels
 
 
 def validation_scores(generator: Generator, judge, val_images: torch.Tensor, val_labels: torch.Tensor,

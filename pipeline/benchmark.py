@@ -33,7 +33,7 @@ from pathlib import Path
 import click
 import torch
 
-from pipeline.ablation import PER_CLASS, judged_samples
+from pipeline.judging import PER_CLASS, judged_samples
 from pipeline.cli import run, user_errors
 from pipeline.data import load_splits, to_tensor
 from pipeline.gan import generator_flops_per_image, load_generator, train_cgan

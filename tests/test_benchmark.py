@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import torch
 
 from pipeline import ablation
+from pipeline.data import to_tensor, to_uint8
 from pipeline.gan import generator_flops_per_image, load_generator, sample
 from pipeline.models import Classifier, ClassifierConfig
 from pipeline.params import ClassifierParams, load_params
@@ -87,7 +88,7 @@ def test_judge_recipe_tstr_trains_on_exported_samples_of_every_digit(tiny_checkp
     assert seen["recipe"] == params.train_classifier and seen["total_steps"] == 7
     assert seen["images"].shape == (40, 1, 28, 28) and seen["labels"].tolist() == list(range(10)) * 4
     # the samples are stored as uint8 in an export: 256 grey levels in [-1, 1]
-    assert torch.equal(seen["images"], ablation.to_tensor(ablation.to_uint8(seen["images"])))
+    assert torch.equal(seen["images"], to_tensor(to_uint8(seen["images"])))
 
 
 def test_ablation_run_writes_its_epochs_the_machine_and_a_usable_generator_per_epoch(tiny_project):
