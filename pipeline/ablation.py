@@ -46,7 +46,7 @@ from pipeline.metrics import class_conditional_accuracy, frechet_distance, preci
 from pipeline.models import NUM_CLASSES, Generator
 from pipeline.params import (CGAN_PARAMS_BEFORE_THEY_EXISTED, ClassifierParams, ParamsError, load_params,
                              params_from_dict)
-from pipeline.records import ABLATION_SCHEMA_VERSION, read_ablation_records, validate_ablation_record
+from pipeline.records import ABLATION_SCHEMA_VERSION, read_ablation_record, validate_ablation_record
 from pipeline.training import load_classifier, predict, steps_per_epoch, train_classifier
 from pipeline.utils import get_device, save_checkpoint, sha256_file, write_json
 
@@ -214,11 +214,11 @@ def main(name, overrides, tstr_every, full_tstr, generator_path, latent_scale, s
         baseline = {"record": None, "params": asdict(params if generator_path else all_params.train_cgan),
                     "sampling": plain}
         if baseline_name:  # fail now, not after hours of training, if the baseline record is missing or invalid
-            found = {r["name"]: r for r in read_ablation_records(out_dir)}
-            if baseline_name not in found:
+            path = Path(out_dir) / f"{baseline_name}.json"
+            if not path.is_file():
                 raise ParamsError(f"--baseline {baseline_name}: no such record in {out_dir}")
-            baseline = {"record": baseline_name, "params": found[baseline_name]["params"],
-                        "sampling": found[baseline_name]["sampling"]}
+            found = read_ablation_record(path)
+            baseline = {"record": baseline_name, "params": found["params"], "sampling": found["sampling"]}
         if generators_dir:  # fail now, not after the first epoch, if the folder cannot be made
             Path(generators_dir).mkdir(parents=True, exist_ok=True)
         splits = load_splits(data)

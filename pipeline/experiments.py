@@ -18,20 +18,22 @@ from pathlib import Path
 import click
 
 from pipeline.cli import run, user_errors
-from pipeline.records import describe_differences, differences_from_baseline, read_ablation_records
-from pipeline.report_sections import ABLATION_COLUMNS
+from pipeline.records import read_ablation_records
+from pipeline.report_sections import ABLATION_COLUMNS, ablation_rows
 from pipeline.utils import PipelineError, atomic_path
 
 log = logging.getLogger("pipeline.experiments")
 #: The figures an experiments table shows, in order (keys of ABLATION_COLUMNS).
 FIGURES = ("tstr_val", "tstr_proxy_val", "fid_val", "class_conditional_accuracy", "worst_digit_accuracy",
            "recall_val", "coverage_val")
-MARKER = re.compile(r"<!-- records: ([^>]*?) -->\n((?:\|.*\n)+)")
+#: A marker line and the table rows under it (none yet: a new entry whose table ``fill`` will write).
+MARKER = re.compile(r"<!-- records: ([^>]*?) -->\n((?:\|.*\n)*)")
 
 
 def records_table(records: list[dict], names: list[str]) -> str:
     """Markdown table (with a trailing newline) of the records called ``names``, in that order: run, difference
-    from its baseline record, epoch, :data:`FIGURES` at the last epoch ("" where not measured), train seconds.
+    from its baseline record, epoch, :data:`FIGURES` at the last epoch ("" where not measured), train seconds;
+    the cells are :func:`pipeline.report_sections.ablation_rows`'.
 
     Raises:
         PipelineError: a name is not among ``records``.
@@ -42,23 +44,17 @@ def records_table(records: list[dict], names: list[str]) -> str:
         raise PipelineError(f"no ablation record named {', '.join(missing)}")
     head = ["run", "difference from its baseline", "epoch", *(ABLATION_COLUMNS[k][0] for k in FIGURES), "train s"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for name in names:
-        record = by_name[name]
-        last = record["results"]["epochs"][-1]
-        baseline = record["baseline"]["record"]
-        difference = (f"{describe_differences(differences_from_baseline(record))} (vs {baseline})" if baseline
-                      else "(a baseline)")
-        cells = [ABLATION_COLUMNS[k][1](last[k]) if k in last else "" for k in FIGURES]
-        seconds = f"{last['train_seconds']:.0f}" if last.get("train_seconds") is not None else ""
-        lines.append("| " + " | ".join([name, difference, str(last["epoch"]), *cells, seconds]) + " |")
+    for row in ablation_rows([by_name[name] for name in names]):
+        difference = f"{row['difference']} (vs {row['baseline']})" if row["baseline"] != "—" else "(a baseline)"
+        cells = [row["name"], difference, str(row["epoch"]), *(row["figures"][k] for k in FIGURES), row["seconds"]]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def fill_tables(text: str, records: list[dict]) -> str:
     """``text`` with every ``<!-- records: ... -->`` table replaced by :func:`records_table`'s (a marker followed by
     a blank line gets its table inserted)."""
-    marker = re.compile(r"<!-- records: ([^>]*?) -->\n((?:\|.*\n)*)")
-    return marker.sub(lambda m: f"<!-- records: {m.group(1)} -->\n" + records_table(records, m.group(1).split()), text)
+    return MARKER.sub(lambda m: f"<!-- records: {m.group(1)} -->\n" + records_table(records, m.group(1).split()), text)
 
 
 def stale_tables(text: str, records: list[dict]) -> list[str]:
@@ -68,9 +64,11 @@ def stale_tables(text: str, records: list[dict]) -> list[str]:
             if match.group(2) != records_table(records, match.group(1).split())]
 
 
-@click.group(help=__doc__)
-def main() -> None:
-    pass
+@click.group(help=__doc__, invoke_without_command=True)
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    if ctx.invoked_subcommand is None:  # as `git` without a command: the help, not an error
+        click.echo(ctx.get_help())
 
 
 @main.command(help="Print the Markdown table of the named ablation records.")

@@ -107,20 +107,23 @@ def validate_ablation_record(record: Any, source: str = "record") -> dict:
     return record
 
 
-def read_ablation_records(folder: str | Path) -> list[dict]:
-    """Every ``*.json`` record in ``folder``, validated, sorted by name.
+def read_ablation_record(path: str | Path) -> dict:
+    """The record in the JSON file at ``path``, validated.
 
     Raises:
-        RecordError: a file is not valid JSON or does not match the schema (one line naming the file).
+        RecordError: the file is not valid JSON or does not match the schema (one line naming the file).
+        OSError: the file cannot be read.
     """
-    records = []
-    for path in sorted(Path(folder).glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise RecordError(f"{path}: not valid JSON ({error})") from None
-        records.append(validate_ablation_record(record, str(path)))
-    return sorted(records, key=lambda r: r["name"])
+    try:
+        record = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise RecordError(f"{path}: not valid JSON ({error})") from None
+    return validate_ablation_record(record, str(path))
+
+
+def read_ablation_records(folder: str | Path) -> list[dict]:
+    """Every ``*.json`` record in ``folder`` (:func:`read_ablation_record`), sorted by name."""
+    return sorted((read_ablation_record(path) for path in Path(folder).glob("*.json")), key=lambda r: r["name"])
 
 
 def differences_from_baseline(record: dict) -> dict[str, tuple[Any, Any]]:

@@ -93,11 +93,12 @@ def template_environment() -> jinja2.Environment:
     return environment
 
 
-def render(metrics: dict, figures: str, records: list[dict], study: dict | None, gpu: dict | None,
+def render(metrics: dict, headline: dict, figures: str, records: list[dict], study: dict | None, gpu: dict | None,
            generator_info: dict | None = None, latent_scale: float = 1.0) -> str:
     """The Markdown report (GitHub-flavoured) from ``templates/report.md.j2``; figure links relative to ``reports/``.
 
-    ``metrics``: ``{name: JSON}`` for :data:`PIPELINE_METRICS` and prepare; ``records``: validated ablation
+    ``metrics``: ``{name: JSON}`` for :data:`PIPELINE_METRICS`; ``headline``: their
+    :func:`pipeline.report_sections.headline_metrics`; ``records``: validated ablation
     records (:func:`pipeline.records.read_ablation_records`); ``study``: augmentation_study.json or None;
     ``gpu``: a GPU run as :func:`pipeline.report_sections.render_gpu` takes it, with ``cpu`` and ``stages``,
     or None. Raises jinja2.UndefinedError when a JSON lacks a field the template reads.
@@ -115,7 +116,7 @@ def render(metrics: dict, figures: str, records: list[dict], study: dict | None,
                     "note": gpu["stages"].get("note", "")}
     return template_environment().get_template("report.md.j2").render(
         classifier=classifier, quality=quality, augmentation=augmentation, cgan=metrics["cgan"], runs=runs,
-        headline=headline_metrics(metrics, study), memo=quality["memorization"], figures=figures,
+        headline=headline, memo=quality["memorization"], figures=figures,
         tstr_mean_row=tstr_mean_row(augmentation), evaluator_line=evaluator_line(quality),
         per_digit=per_digit_table([str(d) for d in range(10)], classifier, quality, runs),
         generator_text=generator_text, latent_scale=latent_scale, study=study_tables(study) if study else None,
@@ -162,10 +163,11 @@ def main(metrics_dir, live_dir, checkpoint, figures, params_path, ablation_dir, 
                           "flops_per_image": generator_flops_per_image(generator),
                           "export_images": generate["images"], "export_images_per_second": generate["images_per_second"]}
         study = read_json(metrics / "augmentation_study.json")
-        text = render(cpu["metrics"], figures=os.path.relpath(figures_path, Path(out).parent), records=records,
-                      study=study, gpu=gpu_run, generator_info=generator_info,
+        scalars = headline_metrics(cpu["metrics"], study)
+        text = render(cpu["metrics"], scalars, figures=os.path.relpath(figures_path, Path(out).parent),
+                      records=records, study=study, gpu=gpu_run, generator_info=generator_info,
                       latent_scale=params.generate.latent_scale)
-        write_json(headline, headline_metrics(cpu["metrics"], study))
+        write_json(headline, scalars)
         with atomic_path(ablation_out) as tmp:
             tmp.write_text(render_ablation_records(records))
         with atomic_path(out) as tmp:

@@ -104,8 +104,8 @@ def lever_summary(records: list[dict]) -> list[dict]:
 def ablation_rows(records: list[dict]) -> list[dict]:
     """One row per record for ``reports/ablation.md``: ``name``, ``baseline`` (its record name or "—"),
     ``difference`` (:func:`pipeline.records.describe_differences`), ``epoch`` and ``seconds`` (the last epoch;
-    seconds "" when nothing was trained), ``machine`` (:func:`machine_cell`), ``cells`` (the
-    :data:`ABLATION_COLUMNS` figures, "" where not measured), ``judge`` (sha256 prefix or "not recorded"),
+    seconds "" when nothing was trained), ``machine`` (:func:`machine_cell`), ``figures`` (each
+    :data:`ABLATION_COLUMNS` key's formatted value, "" where not measured), ``judge`` (sha256 prefix or "not recorded"),
     ``generator`` (the measured checkpoint's path, or "") and ``note``."""
     rows = []
     for record in records:
@@ -115,7 +115,7 @@ def ablation_rows(records: list[dict]) -> list[dict]:
             "difference": describe_differences(differences_from_baseline(record)), "epoch": last["epoch"],
             "seconds": f"{last['train_seconds']:.0f}" if last.get("train_seconds") is not None else "",
             "machine": machine_cell(record),
-            "cells": [fmt(last[k]) if k in last else "" for k, (_, fmt) in ABLATION_COLUMNS.items()],
+            "figures": {k: fmt(last[k]) if k in last else "" for k, (_, fmt) in ABLATION_COLUMNS.items()},
             "judge": (record["judge"]["sha256"] or "")[:8] or "not recorded",
             "generator": (record["generator"] or {}).get("path", ""), "note": record["note"],
         })

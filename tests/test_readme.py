@@ -6,14 +6,11 @@ from __future__ import annotations
 import json
 import re
 
+from pipeline.report_sections import pct
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text()
 HEADLINE = json.loads((REPO / "reports" / "metrics" / "headline.json").read_text())
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.2f} %"
 
 
 def points(x: float) -> str:
