@@ -3,14 +3,14 @@ root; ``pip install -e ".[app]"``).
 
 The operator chooses the served models: on the command line after ``--``, or with the environment variables
 ``SYNTHETIC_DIGITS_GENERATOR`` / ``SYNTHETIC_DIGITS_JUDGE``; by default the committed ``models/generator.pt`` and
-``models/classifier.pt``. A visitor cannot change them; the sidebar names them with their sha256 prefix.
+``models/judge.pt``. A visitor cannot change them; the sidebar names them with their sha256 prefix.
 
 Pick a digit (or all ten), how many images (1-100), a seed (or a random one), the latent scale
 (default: ``generate.latent_scale`` in params.yaml, as the export) and optionally a minimum judge
 confidence, press Generate: the page shows the digits with the judge's label and confidence, the
 seed used, and offers them as a ZIP of PNGs and as a Parquet file in the export format. The generator
 and the judge are loaded once per server process (``st.cache_resource``) and reloaded when their files
-change. The work itself is :mod:`pipeline.interactive`.
+change. The work itself is :mod:`pipeline.generation.interactive`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,25 @@ from pathlib import Path
 
 import streamlit as st
 
-from pipeline.gan import load_generator
-from pipeline.interactive import (DEFAULT_COUNT, MAX_IMAGES, MAX_LATENT_SCALE, MAX_MIN_CONFIDENCE, MAX_SEED, Request,
-                                  generate_batch, grid_html, parquet_bytes, query_of, random_seed,
-                                  request_from_query, served_models, zip_of_pngs)
-from pipeline.params import load_params
-from pipeline.training import load_classifier
-from pipeline.utils import PipelineError, sha256_file
+from pipeline.core.params import load_params
+from pipeline.core.utils import PipelineError, sha256_file
+from pipeline.generation.interactive import (
+    DEFAULT_COUNT,
+    MAX_IMAGES,
+    MAX_LATENT_SCALE,
+    MAX_MIN_CONFIDENCE,
+    MAX_SEED,
+    Request,
+    generate_batch,
+    grid_html,
+    parquet_bytes,
+    query_of,
+    random_seed,
+    request_from_query,
+    served_models,
+    zip_of_pngs,
+)
+from pipeline.training.checkpoints import load_classifier, load_generator
 
 ALL_DIGITS = "all ten"
 

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pipeline.export import decode_png
-from pipeline.utils import PipelineError, sha256_file
+from pipeline.core.utils import PipelineError, sha256_file
+from pipeline.generation.formats import decode_png
 
 
 class ExportError(PipelineError, ValueError):

@@ -22,16 +22,20 @@ from pathlib import Path
 import click
 import torch
 
-from pipeline.card import dataset_card
-from pipeline.cli import run, user_errors
-from pipeline.gan import load_generator
-from pipeline.manifest import build_manifest, card_quality, curation_record
-from pipeline.models import NUM_CLASSES
-from pipeline.params import load_params
-from pipeline.sampling import LatentStreams, ShardLayout
-from pipeline.staging import WriterProcess, check_free_disk, export_shards, move_into_place, staging_folder
-from pipeline.training import load_classifier
-from pipeline.utils import PipelineError, get_device, sha256_file, write_json
+from pipeline.core.cli import run, user_errors
+from pipeline.core.params import load_params
+from pipeline.core.utils import PipelineError, get_device, sha256_file, temporary_sibling, write_json
+from pipeline.generation.card import dataset_card
+from pipeline.generation.manifest import build_manifest, card_quality, curation_record
+from pipeline.generation.sampling import LatentStreams, ShardLayout
+from pipeline.generation.staging import (
+    WriterProcess,
+    check_free_disk,
+    export_shards,
+    move_into_place,
+)
+from pipeline.training.checkpoints import load_classifier, load_generator
+from pipeline.training.networks import NUM_CLASSES
 
 log = logging.getLogger("pipeline.generate")
 
@@ -64,7 +68,7 @@ def parse_digits(text: str | None) -> list[int]:
 @click.option("--format", "fmt", type=click.Choice(["parquet", "imagefolder", "both"]), default="parquet",
               show_default=True, help="Parquet shards, ImageFolder tree, or both.")
 @click.option("--checkpoint", default="models/generator.pt", show_default=True, help="Generator checkpoint.")
-@click.option("--judge", default="models/classifier.pt", show_default=True,
+@click.option("--judge", default="models/judge.pt", show_default=True,
               help="Classifier for --min-confidence and the card's quality line (skipped if absent and not curating).")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
               help="Keep only images the judge assigns to their digit with at least this probability. "
@@ -111,7 +115,7 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
         classifier = load_classifier(judge, dev) if min_confidence > 0 or Path(judge).is_file() else None
         curator = classifier if min_confidence > 0 else None
         latents = LatentStreams(seed, generator.config.z_dim, scale=latent_scale)
-        tmp = staging_folder(out)
+        tmp = temporary_sibling(out)
         writer = WriterProcess(tmp, fmt, curator is not None, seed)
         try:
             sample_start = time.perf_counter()

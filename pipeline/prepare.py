@@ -10,11 +10,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pipeline.cli import run, user_errors
-from pipeline.data import make_splits, save_splits
-from pipeline.mnist import MNIST_FILES, load_mnist
-from pipeline.params import load_params
-from pipeline.utils import atomic_path, write_json
+from pipeline.core.cli import run, user_errors
+from pipeline.core.params import load_params
+from pipeline.core.utils import atomic_path, write_json
+from pipeline.data.mnist import MNIST_FILES, load_mnist
+from pipeline.data.splits import make_splits, save_splits
 
 log = logging.getLogger("pipeline.prepare")
 

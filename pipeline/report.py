@@ -4,7 +4,7 @@ study, the GPU run, the ablation summary), ``reports/ablation.md`` (every ablati
 
 Reads only the metrics JSONs, ablation records and dvclive logs written before (and the generator, to draw
 the grid); every number comes from those files. The prose lives in the Jinja2 templates of
-``pipeline/templates``; the data behind each section comes from :mod:`pipeline.report_sections`.
+``pipeline/reporting/templates``; the data behind each section comes from :mod:`pipeline.reporting.sections`.
 """
 
 from __future__ import annotations
@@ -22,14 +22,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline.cli import run, user_errors  # noqa: E402
-from pipeline.gan import fixed_noise, generator_flops_per_image, load_generator, sample, save_grid  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
-from pipeline.records import ABLATION_SCHEMA_VERSION, read_ablation_records  # noqa: E402
-from pipeline.report_sections import (ABLATION_COLUMNS, ablation_rows, evaluator_line, headline_metrics,  # noqa: E402
-                                      lever_summary, machine_text, pct, per_digit_table, render_gpu, study_tables,
-                                      tstr_mean_row)
-from pipeline.utils import atomic_path, write_json  # noqa: E402
+from pipeline.core.cli import run, user_errors  # noqa: E402
+from pipeline.core.machine import machine_text
+from pipeline.core.params import load_params  # noqa: E402
+from pipeline.core.utils import atomic_path, write_json  # noqa: E402
+from pipeline.reporting.levers import ABLATION_COLUMNS, ablation_rows, lever_summary
+from pipeline.reporting.records import ABLATION_SCHEMA_VERSION, read_ablation_records  # noqa: E402
+from pipeline.reporting.sections import (
+    evaluator_line,
+    headline_metrics,
+    pct,
+    per_digit_table,
+    render_gpu,
+    study_tables,
+    tstr_mean_row,
+)
+from pipeline.training.cgan import fixed_noise, generator_flops_per_image, sample, save_grid  # noqa: E402
+from pipeline.training.checkpoints import load_generator  # noqa: E402
 
 log = logging.getLogger("pipeline.report")
 
@@ -39,7 +48,7 @@ def read_json(path: Path) -> dict:
 
 
 #: The metrics JSONs of one pipeline run that the report reads (stage outputs, in reports/metrics/).
-PIPELINE_METRICS = ("prepare", "classifier", "referee", "cgan", "generate", "quality", "augmentation")
+PIPELINE_METRICS = ("prepare", "judge", "referee", "cgan", "generate", "quality", "downstream")
 
 
 def read_pipeline_run(metrics: Path, benchmark: Path) -> dict:
@@ -71,7 +80,7 @@ def plot_curves(cgan_live: Path, classifier_live: Path, path: Path) -> None:
     plt.close(fig)
 
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = Path(__file__).parent / "reporting" / "templates"
 
 
 def signed(value: float | None) -> str:
@@ -85,7 +94,7 @@ def times(value: float | None) -> str:
 
 
 def template_environment() -> jinja2.Environment:
-    """The Jinja2 environment of ``pipeline/templates``: undefined names fail, blocks leave no blank lines."""
+    """The Jinja2 environment of ``pipeline/reporting/templates``: undefined names fail, blocks leave no blank lines."""
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                                      autoescape=False)
@@ -98,13 +107,13 @@ def render(metrics: dict, headline: dict, figures: str, records: list[dict], stu
     """The Markdown report (GitHub-flavoured) from ``templates/report.md.j2``; figure links relative to ``reports/``.
 
     ``metrics``: ``{name: JSON}`` for :data:`PIPELINE_METRICS`; ``headline``: their
-    :func:`pipeline.report_sections.headline_metrics`; ``records``: validated ablation
-    records (:func:`pipeline.records.read_ablation_records`); ``study``: augmentation_study.json or None;
-    ``gpu``: a GPU run as :func:`pipeline.report_sections.render_gpu` takes it, with ``cpu`` and ``stages``,
+    :func:`pipeline.reporting.sections.headline_metrics`; ``records``: validated ablation
+    records (:func:`pipeline.reporting.records.read_ablation_records`); ``study``: study.json or None;
+    ``gpu``: a GPU run as :func:`pipeline.reporting.sections.render_gpu` takes it, with ``cpu`` and ``stages``,
     or None. Raises jinja2.UndefinedError when a JSON lacks a field the template reads.
     """
-    classifier, quality, augmentation = metrics["classifier"], metrics["quality"], metrics["augmentation"]
-    runs = augmentation["runs"]
+    judge, quality, downstream = metrics["judge"], metrics["quality"], metrics["downstream"]
+    runs = downstream["runs"]
     generator_text = "generator figures unavailable"
     if generator_info:
         generator_text = (f"{generator_info['parameters']:,} parameters, {generator_info['flops_per_image'] / 1e6:.2f} "
@@ -115,10 +124,10 @@ def render(metrics: dict, headline: dict, figures: str, records: list[dict], stu
         gpu_view = {"machine": machine_text(gpu["stages"].get("machine")), "table": render_gpu(gpu, gpu["cpu"]),
                     "note": gpu["stages"].get("note", "")}
     return template_environment().get_template("report.md.j2").render(
-        classifier=classifier, quality=quality, augmentation=augmentation, cgan=metrics["cgan"], runs=runs,
+        judge=judge, quality=quality, downstream=downstream, cgan=metrics["cgan"], runs=runs,
         headline=headline, memo=quality["memorization"], figures=figures,
-        tstr_mean_row=tstr_mean_row(augmentation), evaluator_line=evaluator_line(quality),
-        per_digit=per_digit_table([str(d) for d in range(10)], classifier, quality, runs),
+        tstr_mean_row=tstr_mean_row(downstream), evaluator_line=evaluator_line(quality),
+        per_digit=per_digit_table([str(d) for d in range(10)], judge, quality, runs),
         generator_text=generator_text, latent_scale=latent_scale, study=study_tables(study) if study else None,
         gpu=gpu_view, levers=lever_summary(records))
 
@@ -132,13 +141,13 @@ def render_ablation_records(records: list[dict]) -> str:
 
 @click.command(help=__doc__)
 @click.option("--metrics-dir", default="reports/metrics", show_default=True, help="Metrics JSON folder.")
-@click.option("--live-dir", default="reports/live", show_default=True, help="dvclive logs (cgan/, classifier/).")
+@click.option("--live-dir", default="reports/live", show_default=True, help="dvclive logs (cgan/, judge/).")
 @click.option("--checkpoint", default="models/generator.pt", show_default=True, help="Generator for the grid.")
 @click.option("--figures", default="reports/figures", show_default=True, help="Figures folder.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
-@click.option("--ablation-dir", default="reports/ablation", show_default=True, help="pipeline.ablation run JSONs.")
+@click.option("--ablation-dir", default="reports/ablation", show_default=True, help="pipeline.tools.ablation run JSONs.")
 @click.option("--gpu-dir", default="reports/gpu", show_default=True,
-              help="A GPU run (pipeline.timed_repro, pipeline.benchmark --device cuda); skipped if absent.")
+              help="A GPU run (pipeline.tools.timed_repro, pipeline.tools.benchmark --device cuda); skipped if absent.")
 @click.option("--out", default="reports/report.md", show_default=True, help="Report to write.")
 @click.option("--ablation-out", default="reports/ablation.md", show_default=True, help="Full ablation table to write.")
 @click.option("--headline", default="reports/metrics/headline.json", show_default=True,
@@ -152,7 +161,7 @@ def main(metrics_dir, live_dir, checkpoint, figures, params_path, ablation_dir, 
         records = read_ablation_records(ablation_dir)
         z, labels = fixed_noise(generator.config.z_dim, 10, ckpt["params"]["seed"])
         save_grid(sample(generator, params.generate.latent_scale * z, labels), figures_path / "samples.png")
-        plot_curves(live / "cgan", live / "classifier", figures_path / "training_curves.png")
+        plot_curves(live / "cgan", live / "judge", figures_path / "training_curves.png")
         cpu = read_pipeline_run(metrics, metrics / "benchmark.json")
         gpu_path, gpu_run = Path(gpu_dir), None
         if (gpu_path / "stage_seconds.json").exists():
@@ -162,7 +171,7 @@ def main(metrics_dir, live_dir, checkpoint, figures, params_path, ablation_dir, 
         generator_info = {"parameters": sum(p.numel() for p in generator.parameters()),
                           "flops_per_image": generator_flops_per_image(generator),
                           "export_images": generate["images"], "export_images_per_second": generate["images_per_second"]}
-        study = read_json(metrics / "augmentation_study.json")
+        study = read_json(metrics / "study.json")
         scalars = headline_metrics(cpu["metrics"], study)
         text = render(cpu["metrics"], scalars, figures=os.path.relpath(figures_path, Path(out).parent),
                       records=records, study=study, gpu=gpu_run, generator_info=generator_info,

@@ -1,7 +1,7 @@
 """Stage ``study``: the augmentation study's summary from its cells.
 
 Reads ``reports/study/cells/b<budget>-s<seed>.json`` for every budget and seed in params.yaml and writes
-``reports/metrics/augmentation_study.json`` (per budget: mean, std and 95 % Student-t interval of test
+``reports/metrics/study.json`` (per budget: mean, std and 95 % Student-t interval of test
 accuracy per condition over seeds; paired per-seed gains with their own intervals; a plain-words
 verdict) and a plot of test accuracy against budget with the intervals as bands, one line per condition.
 """
@@ -18,10 +18,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pipeline.augmentation import CONDITIONS, FULLGEN_CONDITIONS, aggregate  # noqa: E402
-from pipeline.cli import run, user_errors  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
-from pipeline.utils import PipelineError, atomic_path, write_json  # noqa: E402
+from pipeline.core.cli import run, user_errors  # noqa: E402
+from pipeline.core.params import load_params  # noqa: E402
+from pipeline.core.utils import PipelineError, atomic_path, write_json  # noqa: E402
+from pipeline.evaluation.study_protocol import CONDITIONS, FULLGEN_CONDITIONS, aggregate  # noqa: E402
 
 log = logging.getLogger("pipeline.study")
 
@@ -65,11 +65,11 @@ def plot_study(summary: dict, path: Path, train_per_class: float) -> None:
 @click.command(help=__doc__)
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
 @click.option("--cells", default="reports/study/cells", show_default=True, help="Folder of the cell JSONs.")
-@click.option("--out", default="reports/metrics/augmentation_study.json", show_default=True, help="Summary JSON.")
-@click.option("--figure", default="reports/figures/augmentation_study.png", show_default=True, help="Plot.")
+@click.option("--out", default="reports/metrics/study.json", show_default=True, help="Summary JSON.")
+@click.option("--figure", default="reports/figures/study.png", show_default=True, help="Plot.")
 def main(params_path, cells, out, figure) -> None:
     with user_errors():
-        study = load_params(params_path).augmentation_study
+        study = load_params(params_path).study
         rows = []
         for budget in study.budgets:
             for seed in study.seeds:

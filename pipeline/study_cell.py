@@ -5,7 +5,7 @@ budget-matched cGAN on them only, trains one classifier per condition (real; rea
 augmentation; real + synthetic; real + synthetic + classical; synthetic only; and the last-but-one pair
 again with the pipeline's generator, which saw all train images), makes every pick on validation and
 scores each final classifier once on the real MNIST test set. Writes one JSON (accuracies in [0, 1]).
-The protocol is :mod:`pipeline.augmentation`; ``dvc.yaml`` runs one stage per cell (``matrix:``).
+The protocol is :mod:`pipeline.evaluation.study_protocol`; ``dvc.yaml`` runs one stage per cell (``matrix:``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import time
 import click
 import torch
 
-from pipeline.augmentation import draw_subset, run_cell, subset_sha256
-from pipeline.cli import run, user_errors
-from pipeline.data import load_splits
-from pipeline.gan import load_generator
-from pipeline.params import load_params
-from pipeline.utils import PipelineError, sha256_file, write_json
+from pipeline.core.cli import run, user_errors
+from pipeline.core.params import load_params
+from pipeline.core.utils import PipelineError, sha256_file, write_json
+from pipeline.data.splits import load_splits
+from pipeline.evaluation.study_protocol import draw_subset, run_cell, subset_sha256
+from pipeline.training.checkpoints import load_generator
 
 log = logging.getLogger("pipeline.study_cell")
 
@@ -47,8 +47,8 @@ def main(budget, seed, params_path, data, fullgen, out, threads) -> None:
         subset = draw_subset(splits.train_labels, budget, seed)
         if budget and len(subset) != 10 * budget:
             raise PipelineError(f"drew {len(subset)} images for budget {budget}")
-        result = run_cell(splits, subset, generator, params.train_cgan, params.train_classifier,
-                          params.augmentation_study, seed)
+        result = run_cell(splits, subset, generator, params.train_cgan, params.train_judge,
+                          params.study, seed)
         write_json(out, {
             "budget": budget, "seed": seed, "subset_size": len(subset),
             "subset_sha256": subset_sha256(splits.train_images[subset]),

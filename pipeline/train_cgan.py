@@ -21,13 +21,19 @@ import click
 import torch
 from dvclive import Live
 
-from pipeline.cli import run, user_errors
-from pipeline.data import load_splits, to_tensor
-from pipeline.gan import (EpochLog, fixed_noise, generator_checkpoint, generator_config, read_training_state, sample,
-                          save_grid, train_cgan)
-from pipeline.models import Generator
-from pipeline.params import load_params
-from pipeline.utils import get_device, save_checkpoint, seed_everything, sha256_file, write_json
+from pipeline.core.cli import run, user_errors
+from pipeline.core.params import load_params
+from pipeline.core.utils import (
+    get_device,
+    save_checkpoint,
+    seed_everything,
+    sha256_file,
+    write_json,
+)
+from pipeline.data.splits import load_splits, to_tensor
+from pipeline.training.cgan import EpochLog, fixed_noise, generator_config, sample, save_grid, train_cgan
+from pipeline.training.checkpoints import model_checkpoint, read_training_state
+from pipeline.training.networks import Generator
 
 log = logging.getLogger("pipeline.train_cgan")
 GRID_COLUMNS = 10
@@ -83,7 +89,7 @@ def main(params_path, data, model_out, metrics, live_dir, grid_dir, state_path, 
                 save_grid(sample(last, z, grid_labels), Path(grid_dir) / f"epoch_{resume['epoch']:03d}.png")
             generator, logs = train_cgan(params, images, labels, dev, on_epoch=on_epoch,
                                          state_path=state_path, state_key=state_key, resume=resume)
-        save_checkpoint(model_out, generator_checkpoint(generator, params, params.epochs))
+        save_checkpoint(model_out, model_checkpoint("generator", generator, params, params.epochs))
         Path(state_path).unlink(missing_ok=True)
         last = logs[-1]
         write_json(metrics, {

@@ -11,7 +11,7 @@ import logging
 import click
 import numpy as np
 
-from pipeline.cli import run, user_errors
+from pipeline.core.cli import run, user_errors
 from pipeline.dataset import ExportError, read_manifest, read_shard, shard_paths
 
 log = logging.getLogger("pipeline.verify")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.gan import generator_checkpoint
-from pipeline.models import Generator, GeneratorConfig
-from pipeline.params import load_params
+from pipeline.core.params import load_params
+from pipeline.training.checkpoints import model_checkpoint
+from pipeline.training.networks import Generator, GeneratorConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def tiny_checkpoint(tmp_path_factory, params) -> Path:
     torch.manual_seed(0)
     generator = Generator(GeneratorConfig(z_dim=params.train_cgan.z_dim, width=16)).eval()
     path = tmp_path_factory.mktemp("ckpt") / "generator.pt"
-    torch.save(generator_checkpoint(generator, params.train_cgan, epoch=0), path)
+    torch.save(model_checkpoint("generator", generator, params.train_cgan, epoch=0), path)
     return path
 
 
@@ -67,7 +67,7 @@ def tiny_project(tmp_path, params) -> Path:
     import numpy as np
     import yaml
 
-    from pipeline.data import Splits, save_splits
+    from pipeline.data.splits import Splits, save_splits
 
     rng = np.random.default_rng(0)
     images = lambda n: rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)  # noqa: E731
@@ -76,6 +76,6 @@ def tiny_project(tmp_path, params) -> Path:
                 tmp_path / "mnist.npz")
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["train_cgan"].update({"g_width": 16, "d_width": 8, "epochs": 4, "batch_size": 16, "max_train_images": 0})
-    raw["train_classifier"].update({"width": 4})
+    raw["train_judge"].update({"width": 4})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     return tmp_path

@@ -1,5 +1,5 @@
-"""The interactive app: request handling and payloads (pipeline.interactive), the Streamlit script under
-``streamlit.testing.v1.AppTest``, and the real page in headless Chromium (pipeline.browser).
+"""The interactive app: request handling and payloads (pipeline.generation.interactive), the Streamlit script under
+``streamlit.testing.v1.AppTest``, and the real page in headless Chromium (pipeline.tools.browser).
 
 These use the committed trained generator and judge (models/), as a user of a fresh clone would."""
 
@@ -15,14 +15,25 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.export import decode_png, export_schema
-from pipeline.gan import load_generator
-from pipeline.interactive import (GENERATOR_ENV, JUDGE_ENV, MAX_SEED, Request, ServedModels, captions,
-                                  generate_batch, grid_html, parquet_bytes, query_of, request_from_query,
-                                  served_models, zip_of_pngs)
-from pipeline.params import load_params
-from pipeline.training import load_classifier
-from pipeline.utils import PipelineError, sha256_file
+from pipeline.core.params import load_params
+from pipeline.core.utils import PipelineError, sha256_file
+from pipeline.generation.formats import decode_png, export_schema
+from pipeline.generation.interactive import (
+    GENERATOR_ENV,
+    JUDGE_ENV,
+    MAX_SEED,
+    Request,
+    ServedModels,
+    captions,
+    generate_batch,
+    grid_html,
+    parquet_bytes,
+    query_of,
+    request_from_query,
+    served_models,
+    zip_of_pngs,
+)
+from pipeline.training.checkpoints import load_classifier, load_generator
 from tests.conftest import REPO, run_module
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1", reason="the app extra (streamlit) is not installed")
@@ -35,10 +46,10 @@ SCALE = load_params(REPO / "params.yaml").generate.latent_scale
 @pytest.fixture(scope="module")
 def models():
     generator, _ = load_generator(REPO / "models" / "generator.pt")
-    return generator, load_classifier(REPO / "models" / "classifier.pt")
+    return generator, load_classifier(REPO / "models" / "judge.pt")
 
 
-# --- pipeline.interactive
+# --- pipeline.generation.interactive
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
@@ -138,7 +149,7 @@ def test_grid_html_has_one_inline_png_per_image_with_its_caption(models):
 def test_served_models_come_from_the_command_line_then_the_environment(monkeypatch):
     monkeypatch.delenv(GENERATOR_ENV, raising=False)
     monkeypatch.delenv(JUDGE_ENV, raising=False)
-    assert served_models([]) == ServedModels("models/generator.pt", "models/classifier.pt")
+    assert served_models([]) == ServedModels("models/generator.pt", "models/judge.pt")
     monkeypatch.setenv(GENERATOR_ENV, "/srv/g.pt")
     monkeypatch.setenv(JUDGE_ENV, "/srv/j.pt")
     assert served_models([]) == ServedModels("/srv/g.pt", "/srv/j.pt")
@@ -217,7 +228,7 @@ def test_visitors_cannot_choose_the_models_and_the_page_names_them(app):
     assert len(at.text_input) == 0 and len(at.sidebar.text_input) == 0
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
     assert sha256_file(REPO / "models" / "generator.pt")[:12] in sidebar and "models/generator.pt" in sidebar
-    assert sha256_file(REPO / "models" / "classifier.pt")[:12] in sidebar and "models/classifier.pt" in sidebar
+    assert sha256_file(REPO / "models" / "judge.pt")[:12] in sidebar and "models/judge.pt" in sidebar
 
 
 def test_operator_serves_other_models_from_the_command_line(app, monkeypatch, tmp_path):
@@ -299,11 +310,11 @@ def test_minimum_confidence_from_the_page(app):
 
 def test_generator_is_loaded_once_per_server_process(app, monkeypatch, tmp_path):
     """Once per server process and per version of the file: a retrained generator (new mtime) loads anew."""
-    import pipeline.gan
+    import pipeline.training.checkpoints
 
     calls = []
-    original = pipeline.gan.load_generator
-    monkeypatch.setattr(pipeline.gan, "load_generator", lambda *a, **k: calls.append(a) or original(*a, **k))
+    original = pipeline.training.checkpoints.load_generator
+    monkeypatch.setattr(pipeline.training.checkpoints, "load_generator", lambda *a, **k: calls.append(a) or original(*a, **k))
     at = app.run()
     at.button[0].click().run()
     at.button[0].click().run()
@@ -327,7 +338,7 @@ def test_missing_generator_and_bad_query_give_a_message_not_a_traceback(app, mon
     assert len(at.error) == 1 and "No trained generator found at" in at.error[0].value
     assert len(at.button) == 0  # nothing to press without a generator
 
-    monkeypatch.setenv(GENERATOR_ENV, "models/classifier.pt")
+    monkeypatch.setenv(GENERATOR_ENV, "models/judge.pt")
     wrong_kind = AppTest.from_file(APP, default_timeout=120).run()
     assert not wrong_kind.exception and "not a generator checkpoint" in wrong_kind.error[0].value
 
@@ -369,7 +380,7 @@ def test_page_in_headless_chromium(tmp_path):
             pytest.fail("CI must have Chromium: .ci/run installs Debian's chromium and chromium-driver")
         pytest.skip("Debian's chromium and chromium-driver are not installed")
     pytest.importorskip("selenium")
-    from pipeline.browser import check_app
+    from pipeline.tools.browser import check_app
 
     result = check_app(REPO, tmp_path / "app.png", count=20, seed=4)
     assert result["images_rendered"] == 20 and result["seeds"] == [4]

@@ -1,4 +1,4 @@
-"""The augmentation study's protocol (pipeline.augmentation, study_cell, study): subsets, budget-matched
+"""The augmentation study's protocol (pipeline.evaluation.study_protocol, study_cell, study): subsets, budget-matched
 generators, reproducible cells, and confidence intervals computed from per-seed results."""
 
 from __future__ import annotations
@@ -11,12 +11,20 @@ import pytest
 import torch
 from scipy import stats
 
-import pipeline.augmentation as augmentation
-from pipeline.augmentation import (CONDITIONS, FULLGEN_CONDITIONS, aggregate, classical_augmentation, draw_subset,
-                                   run_cell, summarize, verdict)
-from pipeline.data import Splits
-from pipeline.models import Generator, GeneratorConfig
-from pipeline.utils import PipelineError
+import pipeline.evaluation.study_protocol as augmentation
+from pipeline.core.utils import PipelineError
+from pipeline.data.splits import Splits
+from pipeline.evaluation.study_protocol import (
+    CONDITIONS,
+    FULLGEN_CONDITIONS,
+    aggregate,
+    classical_transforms,
+    draw_subset,
+    run_cell,
+    summarize,
+    verdict,
+)
+from pipeline.training.networks import Generator, GeneratorConfig
 from tests.conftest import run_module
 
 
@@ -30,7 +38,7 @@ def _splits(seed: int = 0) -> Splits:
 
 @pytest.fixture
 def tiny(params):
-    study = dataclasses.replace(params.augmentation_study, val_size=50, classifier_width=4, classifier_steps=3,
+    study = dataclasses.replace(params.study, val_size=50, classifier_width=4, classifier_steps=3,
                                 batch_size=8, gan_steps=7, gan_batch_size=8, gan_g_width=8, gan_d_width=8,
                                 max_synthetic_per_class=20)
     return params.train_cgan, study  # the study's own gan_batch_size sets the cGAN's batch
@@ -80,7 +88,7 @@ def test_budget_matched_generator_and_real_data_come_only_from_the_subset(tiny, 
 
     monkeypatch.setattr(augmentation, "train_cgan", spy_gan)
     monkeypatch.setattr(augmentation, "fit_classifier", spy_fit)
-    result = run_cell(splits, subset, _fullgen(cgan.z_dim), cgan, params.train_classifier, study, seed=1)
+    result = run_cell(splits, subset, _fullgen(cgan.z_dim), cgan, params.train_judge, study, seed=1)
     assert len(seen_by_gan) == 1 and seen_by_gan[0] == allowed  # 7 steps x 8 >= 50: every subset image, nothing else
     real_of = {desc.split()[-1]: rows & _rows(splits.train_images) for desc, rows in seen_by_classifiers}
     assert real_of["real"] == allowed and all(rows <= allowed for rows in real_of.values())
@@ -88,24 +96,24 @@ def test_budget_matched_generator_and_real_data_come_only_from_the_subset(tiny, 
         assert rows.isdisjoint(_rows(splits.val_images)) and rows.isdisjoint(_rows(splits.test_images)), desc
     assert set(result.test) == set(CONDITIONS) | set(FULLGEN_CONDITIONS)
     assert all(0.0 <= v <= 1.0 for v in result.test.values())
-    assert result.picks["aug_strength"] in study.aug_strengths
+    assert result.picks["transform_strength"] in study.transform_strengths
     assert result.picks["synthetic_ratio"] in study.synthetic_ratios
 
 
 def test_classical_augmentation_changes_images_and_keeps_shape():
     torch.manual_seed(0)
     images = torch.rand(16, 1, 28, 28) * 2 - 1
-    augmented = classical_augmentation(1.0)(images)
+    augmented = classical_transforms(1.0)(images)
     assert augmented.shape == images.shape and augmented.dtype == torch.float32
     assert not torch.equal(augmented, images) and augmented.min() >= -1.001 and augmented.max() <= 1.001
-    assert classical_augmentation(0.0)(images) is images
+    assert classical_transforms(0.0)(images) is images
 
 
 def test_same_seed_reproduces_a_cell_exactly(tmp_path, tiny_project, tiny_checkpoint):
     import yaml
 
     raw = yaml.safe_load((tiny_project / "params.yaml").read_text())
-    raw["augmentation_study"].update({"val_size": 20, "classifier_width": 4, "classifier_steps": 3, "batch_size": 8,
+    raw["study"].update({"val_size": 20, "classifier_width": 4, "classifier_steps": 3, "batch_size": 8,
                                       "gan_steps": 2, "gan_batch_size": 16, "gan_g_width": 8, "gan_d_width": 8,
                                       "max_synthetic_per_class": 20})
     (tiny_project / "params.yaml").write_text(yaml.safe_dump(raw))

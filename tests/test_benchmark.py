@@ -4,14 +4,14 @@ from types import SimpleNamespace
 
 import torch
 
-from pipeline import ablation
-from pipeline.data import to_tensor, to_uint8
-from pipeline.gan import generator_flops_per_image, load_generator, sample
-from pipeline.models import Classifier, ClassifierConfig
-from pipeline.params import ClassifierParams, load_params
-from pipeline.training import classifier_checkpoint
-from pipeline.records import validate_ablation_record
-from pipeline.utils import bfloat16_is_native, sha256_file
+from pipeline.core.params import ClassifierParams, load_params
+from pipeline.core.utils import bfloat16_is_native, sha256_file
+from pipeline.data.splits import to_tensor, to_uint8
+from pipeline.reporting.records import validate_ablation_record
+from pipeline.tools import ablation
+from pipeline.training.cgan import generator_flops_per_image, sample
+from pipeline.training.checkpoints import load_generator, model_checkpoint
+from pipeline.training.networks import Classifier, ClassifierConfig
 from tests.conftest import assert_one_line_error, run_module
 
 
@@ -26,12 +26,12 @@ def test_generator_flops_match_the_layer_arithmetic(tiny_checkpoint):
 def test_benchmark_writes_throughputs_and_time_to_target(tiny_project, tiny_checkpoint):
     judge = tiny_project / "judge.pt"
     recipe = ClassifierParams(seed=0, width=4, dropout=0.0, epochs=1, batch_size=8, lr=0.01, weight_decay=0.0,
-                              aug_degrees=0.0, aug_translate=0.0, aug_scale=0.0, autocast="")
-    torch.save(classifier_checkpoint(Classifier(ClassifierConfig(width=4)), recipe, 0), judge)
+                              transform_degrees=0.0, transform_translate=0.0, transform_scale=0.0, autocast="")
+    torch.save(model_checkpoint("classifier", Classifier(ClassifierConfig(width=4)), recipe, 0), judge)
     out = tiny_project / "benchmark.json"
-    result = run_module("pipeline.benchmark", "--params", str(tiny_project / "params.yaml"),
+    result = run_module("pipeline.tools.benchmark", "--params", str(tiny_project / "params.yaml"),
                         "--data", str(tiny_project / "mnist.npz"), "--checkpoint", str(tiny_checkpoint),
-                        "--classifier", str(judge), "--out", str(out), "--train-steps", "5",
+                        "--judge", str(judge), "--out", str(out), "--train-steps", "5",
                         "--forward-images", "200", "--batch-size", "100", "--target", "0.0", "--check-every", "3",
                         "--device", "cpu")
     assert result.returncode == 0, result.stderr
@@ -50,27 +50,27 @@ def test_benchmark_writes_throughputs_and_time_to_target(tiny_project, tiny_chec
 
 
 def test_benchmark_rejects_bad_counts(tiny_checkpoint):
-    assert_one_line_error(run_module("pipeline.benchmark", "--train-steps", "0", "--quick"), "--train-steps")
+    assert_one_line_error(run_module("pipeline.tools.benchmark", "--train-steps", "0", "--quick"), "--train-steps")
 
 
 def test_ablation_rejects_unknown_param(tmp_path):
-    result = run_module("pipeline.ablation", "--name", "x", "--set", "no_such_param=1", "--out-dir", str(tmp_path))
+    result = run_module("pipeline.tools.ablation", "--name", "x", "--set", "no_such_param=1", "--out-dir", str(tmp_path))
     assert_one_line_error(result, "no_such_param")
-    assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--set", "oops"), "key=value")
-    assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--set", "epochs=abc"), "epochs", "int")
+    assert_one_line_error(run_module("pipeline.tools.ablation", "--name", "x", "--set", "oops"), "key=value")
+    assert_one_line_error(run_module("pipeline.tools.ablation", "--name", "x", "--set", "epochs=abc"), "epochs", "int")
     (tmp_path / "a_file").write_text("")
-    result = run_module("pipeline.ablation", "--name", "x", "--save-generators", str(tmp_path / "a_file"),
+    result = run_module("pipeline.tools.ablation", "--name", "x", "--save-generators", str(tmp_path / "a_file"),
                         "--out-dir", str(tmp_path))
     assert_one_line_error(result, "a_file")  # before any training: nothing written
     assert not (tmp_path / "x.json").exists()
-    result = run_module("pipeline.ablation", "--name", "x", "--generator", str(tmp_path / "a_file"), "--set", "epochs=1")
+    result = run_module("pipeline.tools.ablation", "--name", "x", "--generator", str(tmp_path / "a_file"), "--set", "epochs=1")
     assert_one_line_error(result, "--generator")
-    assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--generator", str(tmp_path / "a_file")),
+    assert_one_line_error(run_module("pipeline.tools.ablation", "--name", "x", "--generator", str(tmp_path / "a_file")),
                           "a_file", "not a readable torch checkpoint")
-    assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--latent-scale", "0"), "--latent-scale")
+    assert_one_line_error(run_module("pipeline.tools.ablation", "--name", "x", "--latent-scale", "0"), "--latent-scale")
     if not torch.cuda.is_available():
-        assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--device", "cuda"), "no CUDA GPU")
-    assert_one_line_error(run_module("pipeline.ablation", "--name", "x", "--device", "tpu"), "--device")
+        assert_one_line_error(run_module("pipeline.tools.ablation", "--name", "x", "--device", "cuda"), "no CUDA GPU")
+    assert_one_line_error(run_module("pipeline.tools.ablation", "--name", "x", "--device", "tpu"), "--device")
 
 
 def test_judge_recipe_tstr_trains_on_exported_samples_of_every_digit(tiny_checkpoint, params, monkeypatch):
@@ -84,8 +84,8 @@ def test_judge_recipe_tstr_trains_on_exported_samples_of_every_digit(tiny_checkp
     monkeypatch.setattr(ablation, "train_classifier", fake_train)
     generator, _ = load_generator(tiny_checkpoint)
     val = torch.zeros(3, 1, 28, 28), torch.zeros(3, dtype=torch.int64)
-    assert ablation.judge_recipe_tstr(generator, params.train_classifier, 7, *val) == 0.5
-    assert seen["recipe"] == params.train_classifier and seen["total_steps"] == 7
+    assert ablation.judge_recipe_tstr(generator, params.train_judge, 7, *val) == 0.5
+    assert seen["recipe"] == params.train_judge and seen["total_steps"] == 7
     assert seen["images"].shape == (40, 1, 28, 28) and seen["labels"].tolist() == list(range(10)) * 4
     # the samples are stored as uint8 in an export: 256 grey levels in [-1, 1]
     assert torch.equal(seen["images"], to_tensor(to_uint8(seen["images"])))
@@ -94,11 +94,11 @@ def test_judge_recipe_tstr_trains_on_exported_samples_of_every_digit(tiny_checkp
 def test_ablation_run_writes_its_epochs_the_machine_and_a_usable_generator_per_epoch(tiny_project):
     judge = tiny_project / "judge.pt"
     recipe = ClassifierParams(seed=0, width=4, dropout=0.0, epochs=1, batch_size=8, lr=0.01, weight_decay=0.0,
-                              aug_degrees=0.0, aug_translate=0.0, aug_scale=0.0, autocast="")
-    torch.save(classifier_checkpoint(Classifier(ClassifierConfig(width=4)), recipe, 0), judge)
-    result = run_module("pipeline.ablation", "--name", "tiny", "--set", "epochs=1", "--set", "max_train_images=320",
+                              transform_degrees=0.0, transform_translate=0.0, transform_scale=0.0, autocast="")
+    torch.save(model_checkpoint("classifier", Classifier(ClassifierConfig(width=4)), recipe, 0), judge)
+    result = run_module("pipeline.tools.ablation", "--name", "tiny", "--set", "epochs=1", "--set", "max_train_images=320",
                         "--params", str(tiny_project / "params.yaml"), "--data", str(tiny_project / "mnist.npz"),
-                        "--classifier", str(judge), "--out-dir", str(tiny_project / "ablation"), "--threads", "1",
+                        "--judge", str(judge), "--out-dir", str(tiny_project / "ablation"), "--threads", "1",
                         "--save-generators", str(tiny_project / "generators"))
     assert result.returncode == 0, result.stderr
     run = validate_ablation_record(json.loads((tiny_project / "ablation" / "tiny.json").read_text()))
@@ -111,15 +111,15 @@ def test_ablation_run_writes_its_epochs_the_machine_and_a_usable_generator_per_e
     assert run["baseline"]["record"] is None and run["baseline"]["params"]["epochs"] != 1  # params.yaml's recipe
     assert run["judge"] == {"path": str(judge), "sha256": sha256_file(judge)}
     tiny_params = load_params(tiny_project / "params.yaml")
-    assert run["tstr_recipe"] == asdict(tiny_params.train_classifier)  # the recipe --full-tstr would train
+    assert run["tstr_recipe"] == asdict(tiny_params.train_judge)  # the recipe --full-tstr would train
     assert run["train_images"] == 320  # of the tiny project's 1,600: the cap applies as in the train_cgan stage
     assert run["threads"] == 1 and run["machine"]["torch_threads"] == 1 and run["machine"]["device"] == "cpu"
     assert run["machine"]["bfloat16_native"] == bfloat16_is_native(torch.device("cpu"))
     assert run["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     # the saved generator, measured again without training, with the two sampling-time choices
-    result = run_module("pipeline.ablation", "--name", "sampled", "--generator", str(tiny_project / "generators" / "tiny_epoch1.pt"),
+    result = run_module("pipeline.tools.ablation", "--name", "sampled", "--generator", str(tiny_project / "generators" / "tiny_epoch1.pt"),
                         "--latent-scale", "1.5", "--standing-stats", "3", "--params", str(tiny_project / "params.yaml"),
-                        "--data", str(tiny_project / "mnist.npz"), "--classifier", str(judge),
+                        "--data", str(tiny_project / "mnist.npz"), "--judge", str(judge),
                         "--out-dir", str(tiny_project / "ablation"), "--threads", "1", "--baseline", "tiny")
     assert result.returncode == 0, result.stderr
     measured = validate_ablation_record(json.loads((tiny_project / "ablation" / "sampled.json").read_text()))
@@ -132,7 +132,7 @@ def test_ablation_run_writes_its_epochs_the_machine_and_a_usable_generator_per_e
     assert [e["epoch"] for e in m_epochs] == [1] and "train_seconds" not in m_epochs[0]
     assert 0.0 <= m_epochs[0]["class_conditional_accuracy"] <= 1.0
     assert m_epochs[0]["fid_val"] != epochs[0]["fid_val"]  # other samples than the trained run's
-    result = run_module("pipeline.ablation", "--name", "y", "--generator", str(tiny_project / "generators" / "tiny_epoch1.pt"),
+    result = run_module("pipeline.tools.ablation", "--name", "y", "--generator", str(tiny_project / "generators" / "tiny_epoch1.pt"),
                         "--out-dir", str(tiny_project / "ablation"), "--baseline", "no_such_run",
                         "--params", str(tiny_project / "params.yaml"))
     assert_one_line_error(result, "--baseline no_such_run: no such record")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.evaluate import choose_evaluator
-from pipeline.utils import PipelineError, sha256_file
+from pipeline.core.utils import PipelineError, sha256_file
+from pipeline.evaluation.quality import choose_evaluator
 
 
 def test_the_curating_classifier_never_evaluates(tmp_path):
@@ -22,9 +22,9 @@ def test_the_curating_classifier_never_evaluates(tmp_path):
 def test_score_on_test_matches_the_accuracy_helper_from_one_pass_of_predictions():
     import torch
 
-    from pipeline.evaluate import score_on_test
-    from pipeline.models import Classifier, ClassifierConfig
-    from pipeline.training import accuracy, predict
+    from pipeline.evaluation.downstream import score_on_test
+    from pipeline.training.classifier import accuracy, predict
+    from pipeline.training.networks import Classifier, ClassifierConfig
 
     torch.manual_seed(0)
     model = Classifier(ClassifierConfig(width=4))

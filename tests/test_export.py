@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipeline.dataset import read_export
-from pipeline.export import decode_png, encode_pngs, to_table
+from pipeline.generation.formats import decode_png, encode_pngs, to_table
 
 PARQUET_NAME = "part-00000.parquet"
 

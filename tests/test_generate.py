@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from pipeline.core.params import load_params
+from pipeline.core.utils import PipelineError
 from pipeline.dataset import read_export
-from pipeline.params import load_params
-from pipeline.sampling import ShardLayout
-from pipeline.utils import PipelineError
+from pipeline.generation.sampling import ShardLayout
 from tests.conftest import REPO, assert_one_line_error, run_module
 
 
@@ -49,7 +49,7 @@ def test_generate_writes_exact_counts_manifest_and_card(tmp_path, tiny_checkpoin
 
 
 def test_latent_scale_scales_z_and_is_recorded(tmp_path, tiny_checkpoint):
-    from pipeline.sampling import LatentStreams
+    from pipeline.generation.sampling import LatentStreams
 
     digits, indices = np.array([0, 3, 3, 9]), np.array([0, 1, 700, 5])
     plain = LatentStreams(7, 16)(digits, indices)
@@ -112,7 +112,7 @@ def test_curated_export_keeps_counts_and_stores_judge_columns(tmp_path):
     """With the committed generator and judge: every kept image reaches the threshold, counts stay exact."""
     out = tmp_path / "curated"
     result = generate(REPO / "models/generator.pt", out, "--per-class", "20", "--min-confidence", "0.999",
-                      "--judge", str(REPO / "models/classifier.pt"))
+                      "--judge", str(REPO / "models/judge.pt"))
     assert result.returncode == 0, result.stderr
     table = pq.read_table(out / "part-00000.parquet")
     assert np.bincount(table.column("label").to_numpy()).tolist() == [20] * 10
@@ -124,11 +124,11 @@ def test_curated_export_keeps_counts_and_stores_judge_columns(tmp_path):
     assert 0 < curation["acceptance_rate"]["overall"] < 1
     assert "Curated" in (out / "README.md").read_text()
     # The stored confidence is what the judge gives the stored pixels.
-    from pipeline.sampling import judge_images
-    from pipeline.training import load_classifier
+    from pipeline.generation.sampling import judge_images
+    from pipeline.training.checkpoints import load_classifier
 
     images, _ = read_export(out)
-    probs, _ = judge_images(load_classifier(REPO / "models/classifier.pt"), images)
+    probs, _ = judge_images(load_classifier(REPO / "models/judge.pt"), images)
     np.testing.assert_allclose(probs.max(1), table.column("judge_confidence").to_numpy(), atol=1e-5)
 
 
@@ -178,7 +178,7 @@ def test_missing_corrupt_and_wrong_kind_of_checkpoint(tmp_path, tiny_checkpoint)
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(tiny_checkpoint.read_bytes()[:500])
     assert_one_line_error(generate(corrupt, out, "--per-class", "2"), "corrupt.pt")
-    assert_one_line_error(generate(REPO / "models/classifier.pt", out, "--per-class", "2"), "not a generator checkpoint")
+    assert_one_line_error(generate(REPO / "models/judge.pt", out, "--per-class", "2"), "not a generator checkpoint")
     assert not out.exists()
 
 

@@ -61,7 +61,8 @@ def test_pandas_and_pyarrow_dataset(export):
 
 
 def test_torchvision_imagefolder_grayscale(export):
-    from torchvision import datasets as tvd, transforms
+    from torchvision import datasets as tvd
+    from torchvision import transforms
 
     folder = tvd.ImageFolder(export, transform=transforms.Compose([transforms.Grayscale(), transforms.ToTensor()]))
     assert folder.classes == [str(d) for d in range(10)] and len(folder) == 10 * PER_CLASS

@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
-from pipeline.metrics import (class_conditional_accuracy, diversity_ratio, frechet_distance, mean_pairwise_distance,
-                              top_confusions)
+from pipeline.evaluation.metrics import (
+    class_conditional_accuracy,
+    diversity_ratio,
+    frechet_distance,
+    mean_pairwise_distance,
+    top_confusions,
+)
 
 
 def test_frechet_distance_zero_for_same_sample_and_mean_shift_for_shifted():
@@ -58,7 +63,7 @@ def test_diversity_exposes_collapsed_class():
 
 
 def test_prdc_same_distribution_far_apart_and_collapsed():
-    from pipeline.metrics import precision_recall_density_coverage
+    from pipeline.evaluation.metrics import precision_recall_density_coverage
 
     rng = np.random.default_rng(0)
     real, fake = rng.normal(size=(1000, 4)), rng.normal(size=(1000, 4))
@@ -75,7 +80,7 @@ def test_prdc_same_distribution_far_apart_and_collapsed():
 
 
 def test_memorization_flags_copies_not_fresh_samples():
-    from pipeline.metrics import memorization
+    from pipeline.evaluation.metrics import memorization
 
     rng = np.random.default_rng(0)
     train, heldout, fresh = (rng.uniform(-1, 1, size=(n, 1, 28, 28)) for n in (2000, 500, 500))

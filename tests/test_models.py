@@ -1,6 +1,13 @@
 import torch
 
-from pipeline.models import Classifier, ClassifierConfig, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from pipeline.training.networks import (
+    Classifier,
+    ClassifierConfig,
+    Discriminator,
+    DiscriminatorConfig,
+    Generator,
+    GeneratorConfig,
+)
 
 
 def test_generator_maps_latent_and_labels_to_images_in_range():
@@ -52,7 +59,7 @@ def test_discriminator_variants_of_the_ablation():
 
 
 def test_minibatch_std_appends_the_group_std_as_torch_computes_it():
-    from pipeline.models import minibatch_std
+    from pipeline.training.networks import minibatch_std
 
     torch.manual_seed(0)
     h = torch.randn(8, 3, 5, 5)
@@ -76,7 +83,7 @@ def test_minibatch_std_appends_the_group_std_as_torch_computes_it():
 def test_diff_augment_shifts_and_cuts_with_background_fill_and_keeps_gradients():
     import pytest
 
-    from pipeline.gan import diff_augment
+    from pipeline.training.transforms import diff_augment
 
     images = torch.full((64, 1, 28, 28), -1.0)
     images[:, :, 12:16, 12:16] = 1.0  # a 4x4 white square in the middle
@@ -97,7 +104,7 @@ def test_diff_augment_shifts_and_cuts_with_background_fill_and_keeps_gradients()
 
 
 def test_conditional_batch_norm_starts_as_batch_norm_and_conditions_per_class():
-    from pipeline.models import ConditionalBatchNorm
+    from pipeline.training.networks import ConditionalBatchNorm
 
     torch.manual_seed(0)
     norm = ConditionalBatchNorm(6, 10, dims=2)
@@ -114,7 +121,7 @@ def test_conditional_batch_norm_starts_as_batch_norm_and_conditions_per_class():
 
 
 def test_generator_variants_keep_shapes_and_the_default_keeps_its_checkpoint_keys():
-    from pipeline.gan import generator_flops_per_image
+    from pipeline.training.cgan import generator_flops_per_image
 
     default = Generator(GeneratorConfig(z_dim=16, width=32))
     assert sorted(default.state_dict()) == sorted([  # older checkpoints load into the default

@@ -3,7 +3,7 @@ import re
 import pytest
 import yaml
 
-from pipeline.params import ParamsError, load_params, params_from_dict
+from pipeline.core.params import ParamsError, load_params, params_from_dict
 
 
 def test_repo_params_load(params):
@@ -52,12 +52,12 @@ def test_missing_section_and_bad_file(tmp_path):
     ("train_cgan", "epochs", "abc", "train_cgan.epochs must be int, got 'abc'"),
     ("train_cgan", "epochs", True, "train_cgan.epochs must be int, got True"),
     ("train_cgan", "minibatch_std", 1, "train_cgan.minibatch_std must be bool"),
-    ("augmentation_study", "budgets", 10, "augmentation_study.budgets must be a non-empty list[int], got 10"),
-    ("augmentation_study", "seeds", [], "augmentation_study.seeds must be a non-empty list[int]"),
-    ("augmentation_study", "aug_strengths", [0.5, "x"], "augmentation_study.aug_strengths must be a non-empty list[float]"),
+    ("study", "budgets", 10, "study.budgets must be a non-empty list[int], got 10"),
+    ("study", "seeds", [], "study.seeds must be a non-empty list[int]"),
+    ("study", "transform_strengths", [0.5, "x"], "study.transform_strengths must be a non-empty list[float]"),
     ("generate", "min_confidence", "high", "generate.min_confidence must be float"),
     ("train_cgan", "autocast", "float16", "train_cgan.autocast must be one of ['', 'bfloat16'], got 'float16'"),
-    ("train_classifier", "autocast", 16, "train_classifier.autocast must be str, got 16"),
+    ("train_judge", "autocast", 16, "train_judge.autocast must be str, got 16"),
     ("evaluate", "tstr_seeds", 0, "evaluate.tstr_seeds must be >= 1, got 0"),
     ("evaluate", "tstr_seeds", 1.5, "evaluate.tstr_seeds must be int, got 1.5"),
 ])

@@ -16,12 +16,12 @@ from tests.conftest import REPO
 
 TINY = {
     "prepare": {"val_size": 200, "subset_per_class": 60},
-    "train_classifier": {"width": 8, "epochs": 2, "batch_size": 64},
+    "train_judge": {"width": 8, "epochs": 2, "batch_size": 64},
     "train_referee": {"width": 4, "epochs": 1, "batch_size": 64},
     "train_cgan": {"g_width": 16, "d_width": 8, "epochs": 2, "batch_size": 64, "max_train_images": 400},
     "generate": {"per_class": 30},
     "evaluate": {"fid_samples": 200, "diversity_per_class": 20, "synthetic_train_size": 300},
-    "augmentation_study": {"budgets": [5, 0], "seeds": [0, 1], "val_size": 50, "classifier_width": 4,
+    "study": {"budgets": [5, 0], "seeds": [0, 1], "val_size": 50, "classifier_width": 4,
                            "classifier_steps": 5, "batch_size": 16, "gan_steps": 3, "gan_g_width": 8, "gan_d_width": 8,
                            "max_synthetic_per_class": 20},
 }
@@ -57,7 +57,7 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
     sh("git", "commit", "-qm", "tiny", cwd=project, env=env)
     sh(sys.executable, "-m", "dvc", "repro", cwd=project, env=env)
 
-    classifier = json.loads((project / "reports/metrics/classifier.json").read_text())
+    classifier = json.loads((project / "reports/metrics/judge.json").read_text())
     assert 0.0 <= classifier["test_accuracy"] <= 1.0 and set(classifier["per_class_accuracy"]) == set(map(str, range(10)))
     quality = json.loads((project / "reports/metrics/quality.json").read_text())
     for key in ("class_conditional_accuracy", "per_class_accuracy", "fid", "fid_real_floor", "diversity", "wall_seconds",
@@ -65,7 +65,7 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
         assert key in quality
     assert 0.0 <= quality["memorization"]["share_closer_than_heldout"] <= 1.0
     assert (project / "reports/figures/memorization_closest_pairs.png").stat().st_size > 0
-    augmentation = json.loads((project / "reports/metrics/augmentation.json").read_text())
+    augmentation = json.loads((project / "reports/metrics/downstream.json").read_text())
     assert augmentation["augmentation_gain"] == pytest.approx(
         augmentation["real_plus_synthetic_accuracy"] - augmentation["real_only_accuracy"])
     for run in augmentation["runs"].values():  # per digit: the test images of each digit, 10 digits
@@ -73,7 +73,7 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
         assert sum(c["count"] for c in run["test_confusions"]) <= round((1 - run["test_accuracy"]) * 10000)
     real_only = augmentation["runs"]["real_only"]
     assert real_only["test_accuracy_per_digit"] == pytest.approx(classifier["per_class_accuracy"])
-    seed = params["train_classifier"]["seed"]  # evaluate.tstr_seeds: 2, the repo's default
+    seed = params["train_judge"]["seed"]  # evaluate.tstr_seeds: 2, the repo's default
     assert augmentation["tstr_classifier_seeds"] == [seed, seed + 1]
     tstr_runs = augmentation["runs"]["tstr"], augmentation["runs"][f"tstr_seed_{seed + 1}"]
     assert augmentation["tstr_accuracy_seeds"] == [run["test_accuracy"] for run in tstr_runs]
@@ -82,12 +82,12 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
     assert np.bincount(labels).tolist() == [30] * 10
     assert quality["evaluation_classifier"]["role"] == "judge" and quality["curation"] is None
     assert json.loads((project / "reports/metrics/referee.json").read_text())["seed"] == params["train_referee"]["seed"]
-    study = json.loads((project / "reports/metrics/augmentation_study.json").read_text())
+    study = json.loads((project / "reports/metrics/study.json").read_text())
     assert set(study["budgets"]) == {"5", "all"} and study["seeds"] == [0, 1]
     assert study["budgets"]["5"]["test_accuracy"]["real_synthetic"]["n"] == 2
     assert sorted(p.name for p in (project / "reports/study/cells").iterdir()) == [
         "b0-s0.json", "b0-s1.json", "b5-s0.json", "b5-s1.json"]
-    assert (project / "reports/figures/augmentation_study.png").stat().st_size > 0
+    assert (project / "reports/figures/study.png").stat().st_size > 0
     report = (project / "reports/report.md").read_text()
     assert "## Augmentation study" in report and "beyond classical augmentation at b = 5" in report
     assert report.count("|") > 20 and "## Ablation" in report and "coverage" in report

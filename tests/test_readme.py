@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from pipeline.report_sections import pct
+from pipeline.reporting.sections import pct
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text()

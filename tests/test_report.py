@@ -4,11 +4,17 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from pipeline.machine import machine_info
-from pipeline.params import load_params
-from pipeline.records import (ABLATION_SCHEMA_VERSION, RecordError, describe_differences, differences_from_baseline,
-                              read_ablation_records, validate_ablation_record)
-from pipeline.report_sections import ablation_rows, effect_on_baseline, lever_summary, machine_cell
+from pipeline.core.machine import machine_info
+from pipeline.core.params import load_params
+from pipeline.reporting.levers import ablation_rows, effect_on_baseline, lever_summary, machine_cell
+from pipeline.reporting.records import (
+    ABLATION_SCHEMA_VERSION,
+    RecordError,
+    describe_differences,
+    differences_from_baseline,
+    read_ablation_records,
+    validate_ablation_record,
+)
 from tests.conftest import REPO
 
 
@@ -22,7 +28,7 @@ def _record(name, baseline, epochs, params=None, sampling=None, baseline_params=
         "schema_version": ABLATION_SCHEMA_VERSION, "name": name, "params": {**cgan, **(params or {})},
         "sampling": {**plain, **(sampling or {})}, "tstr_recipe": None, "overrides": params or {},
         "baseline": {"record": baseline, "params": {**cgan, **(baseline_params or {})}, "sampling": plain},
-        "generator": None, "judge": {"path": "models/classifier.pt", "sha256": "a" * 64}, "machine": None,
+        "generator": None, "judge": {"path": "models/judge.pt", "sha256": "a" * 64}, "machine": None,
         "threads": 1, "train_images": 55000, "measured_on": "validation", "note": "", "results": {"epochs": rows}})
 
 
@@ -100,13 +106,13 @@ def _pipeline_metrics(tstr, cgan_seconds):
     quality = {"class_conditional_accuracy": 0.997, "per_class_accuracy": {"0": 0.999, "8": 0.9935}, "fid": 2.0,
                "fid_real_floor": 0.2, "recall": 0.9, "recall_real_reference": 0.95, "coverage": 0.88,
                "coverage_real_reference": 0.96, "memorization": {"share_closer_than_heldout": 0.031}, "wall_seconds": 100}
-    return {"classifier": {"test_accuracy": 0.9958, "wall_seconds": 271}, "referee": {"wall_seconds": 68},
+    return {"judge": {"test_accuracy": 0.9958, "wall_seconds": 271}, "referee": {"wall_seconds": 68},
             "cgan": {"wall_seconds": cgan_seconds}, "generate": {"wall_seconds": 23, "images_per_second": 2787.6},
-            "quality": quality, "augmentation": {"tstr_accuracy": tstr, "wall_seconds": 500}}
+            "quality": quality, "downstream": {"tstr_accuracy": tstr, "wall_seconds": 500}}
 
 
 def test_gpu_section_puts_the_gpu_run_next_to_the_cpu_run_row_by_row():
-    from pipeline.report_sections import render_gpu
+    from pipeline.reporting.sections import render_gpu
     cpu_bench = {"machine": {"cpu": "AMD EPYC", "torch_threads": 2}, "cgan_train_images_per_second": 445.2,
                  "cgan_train_batch_size": 32,
                  "generator_forward_images_per_second": 3027.0,
@@ -132,7 +138,7 @@ def test_gpu_section_puts_the_gpu_run_next_to_the_cpu_run_row_by_row():
 
 
 def test_per_digit_table_adds_tstr_columns_and_its_confusions_only_when_recorded():
-    from pipeline.report_sections import per_digit_table
+    from pipeline.reporting.sections import per_digit_table
     classifier = {"per_class_accuracy": {"0": 0.999, "1": 0.998}}
     quality = {"per_class_accuracy": {"0": 0.995, "1": 0.99}, "diversity": {"0": {"ratio": 0.95}, "1": {"ratio": 0.9}}}
     tstr = {"test_accuracy": 0.983, "test_accuracy_per_digit": {"0": 0.99, "1": 0.968},
@@ -147,7 +153,7 @@ def test_per_digit_table_adds_tstr_columns_and_its_confusions_only_when_recorded
 
 
 def test_tstr_mean_row_lists_each_classifier_seed_and_is_empty_for_one_seed():
-    from pipeline.report_sections import tstr_mean_row
+    from pipeline.reporting.sections import tstr_mean_row
     augmentation = {"tstr_classifier_seeds": [1, 2], "tstr_accuracy_seeds": [0.983, 0.982],
                     "tstr_accuracy_mean": 0.9825, "tstr_val_accuracy_mean": 0.981}
     assert tstr_mean_row(augmentation) == (

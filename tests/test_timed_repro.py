@@ -1,4 +1,4 @@
-"""pipeline.timed_repro runs dvc.yaml's stage commands in order, times them and copies their metrics."""
+"""pipeline.tools.timed_repro runs dvc.yaml's stage commands in order, times them and copies their metrics."""
 
 import json
 import subprocess
@@ -6,13 +6,14 @@ import sys
 
 import yaml
 
+from pipeline.tools.timed_repro import stage_commands
 from tests.conftest import REPO
 
 WRITE = "import json, sys; json.dump({{'stage': '{name}'}}, open('{path}', 'w'))"
 
 
 def timed_repro(cwd, *args):
-    return subprocess.run([sys.executable, "-m", "pipeline.timed_repro", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipeline.tools.timed_repro", *args], cwd=cwd, capture_output=True,
                           text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
 
 
@@ -50,3 +51,10 @@ def test_a_failing_stage_or_an_unknown_one_is_a_one_line_error(tmp_path):
     write_dvc_yaml(tmp_path, {"cell": {"matrix": {"seed": [0, 1]}, "cmd": "python -c 'print(${item.seed})'"}})
     templated = timed_repro(tmp_path, "--out", "gpu", "--stages", "cell")
     assert templated.returncode == 1 and "stage 'cell' is templated" in templated.stderr
+
+
+def test_the_json_outputs_under_reports_metrics_are_copied_too():
+    commands = stage_commands(REPO / "dvc.yaml", ["prepare", "train_judge", "evaluate"])
+    assert commands["prepare"]["metrics"] == ["reports/metrics/prepare.json"]
+    assert commands["train_judge"]["metrics"] == ["reports/metrics/judge.json"]
+    assert commands["evaluate"]["metrics"] == ["reports/metrics/quality.json", "reports/metrics/downstream.json"]

@@ -3,12 +3,13 @@ import dataclasses
 import pytest
 import torch
 
-from pipeline import utils
-from pipeline.gan import (TrainingDivergedError, fixed_noise, generator_checkpoint, load_generator, lr_scale,
-                          read_training_state, train_cgan)
-from pipeline.models import Classifier, ClassifierConfig
-from pipeline.training import load_classifier, predict, random_affine, train_classifier
-from pipeline.utils import PipelineError, save_checkpoint
+from pipeline.core import utils
+from pipeline.core.utils import PipelineError, save_checkpoint
+from pipeline.training.cgan import TrainingDivergedError, fixed_noise, lr_scale, train_cgan
+from pipeline.training.checkpoints import load_classifier, load_generator, model_checkpoint, read_training_state
+from pipeline.training.classifier import predict, train_classifier
+from pipeline.training.networks import Classifier, ClassifierConfig
+from pipeline.training.transforms import random_affine
 from tests.conftest import assert_one_line_error, run_module
 
 
@@ -38,7 +39,7 @@ def test_mixed_precision_training_is_deterministic_and_keeps_float32_weights(par
     assert all(t.dtype == torch.float32 for t in g1.parameters())
     for name, tensor in g1.state_dict().items():
         assert torch.equal(tensor, g2.state_dict()[name]), name
-    classifier = dataclasses.replace(params.train_classifier, width=4, epochs=1, batch_size=8, autocast=precision)
+    classifier = dataclasses.replace(params.train_judge, width=4, epochs=1, batch_size=8, autocast=precision)
     fits = [train_classifier(classifier, images, labels, images[:10], labels[:10], torch.device("cpu")) for _ in range(2)]
     assert all(t.dtype == torch.float32 for t in fits[0].model.parameters())
     for name, tensor in fits[0].model.state_dict().items():
@@ -62,7 +63,7 @@ def test_bfloat16_falls_back_to_float32_without_fast_bfloat16_kernels(params, mo
     utils._warn_bfloat16_emulated.cache_clear()
     images = torch.rand(32, 1, 28, 28) * 2 - 1
     labels = torch.arange(32) % 10
-    with caplog.at_level("WARNING", logger="pipeline.utils"):
+    with caplog.at_level("WARNING", logger="pipeline.core.utils"):
         weights = [train_cgan(dataclasses.replace(_tiny_cgan(params), autocast=p), images, labels,
                               torch.device("cpu"))[0] for p in ("", "bfloat16")]
     assert torch.equal(weights[0].upsample[-2].weight, weights[1].upsample[-2].weight)
@@ -113,7 +114,7 @@ def test_nan_loss_stops_training_with_clear_error(params):
 
 
 def test_classifier_recipe_runs_exact_step_budget(params):
-    recipe = dataclasses.replace(params.train_classifier, width=4, epochs=1, batch_size=8)
+    recipe = dataclasses.replace(params.train_judge, width=4, epochs=1, batch_size=8)
     images, labels = torch.rand(40, 1, 28, 28) * 2 - 1, torch.arange(40) % 10
     result = train_classifier(recipe, images, labels, images[:10], labels[:10], torch.device("cpu"), total_steps=12)
     assert len(result.history) == 3  # 5 steps per epoch -> 5 + 5 + 2
@@ -121,7 +122,7 @@ def test_classifier_recipe_runs_exact_step_budget(params):
 
 
 def test_classifier_recipe_trains_and_predicts_channels_last_with_channels_first_values(params):
-    recipe = dataclasses.replace(params.train_classifier, width=4, epochs=1, batch_size=8, autocast="")
+    recipe = dataclasses.replace(params.train_judge, width=4, epochs=1, batch_size=8, autocast="")
     images, labels = torch.rand(40, 1, 28, 28) * 2 - 1, torch.arange(40) % 10
     model = train_classifier(recipe, images, labels, images[:10], labels[:10], torch.device("cpu")).model
     conv = model.body[2][0].weight  # (8, 4, 3, 3): the first conv has one input channel, where both layouts coincide
@@ -163,7 +164,7 @@ def test_every_stage_has_help(stage):
 def test_bad_device_is_a_one_line_error(tmp_path):
     """Every stage picks its device with get_device: an unknown name, or CUDA without a GPU, is a one-line
     PipelineError (not torch's RuntimeError traceback)."""
-    from pipeline.utils import get_device
+    from pipeline.core.utils import get_device
 
     assert get_device("cpu").type == "cpu" and get_device("auto").type in ("cpu", "cuda")
     with pytest.raises(PipelineError, match="'bogus' is not a device torch knows"):
@@ -189,7 +190,7 @@ def test_stage_with_bad_params_file_gives_one_line(tmp_path):
 def test_mode_seeking_loss_follows_msgan():
     """1 / (mean|G(z1, y) - G(z2, y)| / mean|z1 - z2| + eps) (Mao et al. 2019): equal images give 1/eps,
     more different images a smaller loss, and its gradient reaches the images."""
-    from pipeline.losses import mode_seeking_loss
+    from pipeline.training.losses import mode_seeking_loss
 
     z = torch.zeros(4, 3)
     z[2:] = 2.0  # mean |z1 - z2| = 2
@@ -209,7 +210,7 @@ def test_mode_seeking_loss_follows_msgan():
 def test_mode_seeking_pairs_latents_of_the_same_digit(params, monkeypatch):
     """With mode_seeking > 0, fake rows i and i + B/2 are drawn for the same digit; the term changes training
     and training stays deterministic. With 0 the fakes take the real batch's labels, as before."""
-    from pipeline.models import Generator
+    from pipeline.training.networks import Generator
 
     forward, drawn = Generator.forward, []
 
@@ -235,7 +236,7 @@ def test_mode_seeking_pairs_latents_of_the_same_digit(params, monkeypatch):
 def test_twin_classifier_head_exists_only_when_on_and_changes_training_deterministically(params, monkeypatch):
     """With twin_aux_weight > 0 (TAC-GAN), every D call returns twin class logits and the term changes G,
     the same way in two runs; with 0, D returns no twin logits."""
-    from pipeline.models import Discriminator
+    from pipeline.training.networks import Discriminator
 
     forward, twins = Discriminator.forward, []
 
@@ -264,7 +265,7 @@ def test_generator_variants_train_and_round_trip_through_the_checkpoint(params, 
     recipe = dataclasses.replace(_tiny_cgan(params), g_conditional_bn=True, g_refine=True)
     generator, _ = train_cgan(recipe, images, labels, torch.device("cpu"))
     assert generator.config.conditional_bn and generator.config.refine
-    save_checkpoint(tmp_path / "g.pt", generator_checkpoint(generator, recipe, 1))
+    save_checkpoint(tmp_path / "g.pt", model_checkpoint("generator", generator, recipe, 1))
     loaded, _ = load_generator(tmp_path / "g.pt")
     z, y = fixed_noise(generator.config.z_dim, 2, seed=0)
     with torch.inference_mode():
@@ -318,7 +319,11 @@ def test_abort_fn_stops_training_after_the_step_it_returns_true(params):
 def test_cgan_losses_add_each_term_only_when_weighted():
     from torch.nn import functional as F
 
-    from pipeline.losses import discriminator_loss, generator_loss, mode_seeking_loss
+    from pipeline.training.losses import (
+        discriminator_loss,
+        generator_loss,
+        mode_seeking_loss,
+    )
 
     torch.manual_seed(0)
     real_logit, fake_logit = torch.randn(6), torch.randn(6)

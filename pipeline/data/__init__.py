@@ -1,0 +1,1 @@
+"""MNIST: the official IDX files, verified, and the train/validation/test splits."""

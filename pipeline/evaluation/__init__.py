@@ -1,0 +1,1 @@
+"""Metrics against real MNIST, the judged samples, the augmentation study's protocol."""

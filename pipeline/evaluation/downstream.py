@@ -1,0 +1,83 @@
+"""The evaluate stage's downstream classifiers (``reports/metrics/downstream.json``): the judge's recipe trained on
+synthetic only (TSTR, "train on synthetic, test on real"), on real + synthetic, and the judge itself as real only,
+each scored on the real MNIST test set; the augmentation gain is real + synthetic minus real only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from pipeline.core.params import ClassifierParams, EvaluateParams
+from pipeline.data.splits import Splits, to_tensor
+from pipeline.evaluation.metrics import (
+    per_class_accuracy,
+    top_confusions,
+)
+from pipeline.training.classifier import accuracy, predict, steps_per_epoch, train_classifier
+
+log = logging.getLogger(__name__)
+
+
+def score_on_test(model, test_x: torch.Tensor, test_y: torch.Tensor) -> dict:
+    """A classifier on the real test images ``(N, 1, 28, 28)`` in [-1, 1] with labels ``(N,) int64``, from one
+    pass of predictions: ``{"test_accuracy": share correct in [0, 1] (as :func:`pipeline.training.classifier.accuracy`),
+    "test_accuracy_per_digit": {"0": acc, ...}, "test_confusions": [{"true", "predicted", "count"}, ...]}``."""
+    predicted = predict(model, test_x)[0].argmax(1)
+    labels = test_y.cpu()
+    return {"test_accuracy": float((predicted == labels).float().mean()),
+            "test_accuracy_per_digit": per_class_accuracy(predicted.numpy(), labels.numpy()),
+            "test_confusions": top_confusions(predicted.numpy(), labels.numpy())}
+
+
+def downstream_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_images: np.ndarray,
+                         syn_labels: np.ndarray, params: EvaluateParams, device: torch.device) -> dict:
+    """Real test accuracy of classifiers with the judge's recipe, seed and step budget.
+
+    Real only IS the judge: same recipe, data, steps and seed, so it is not trained again. Real +
+    synthetic and synthetic only (TSTR) are trained with that recipe and seed, so the gain is a
+    paired difference. ``params.tstr_seeds`` > 1 trains TSTR again with the next classifier seeds (runs
+    ``tstr_seed_<seed>``); ``tstr_accuracy`` stays the judge's seed's (paired with real only) and
+    ``tstr_accuracy_mean`` is the mean over all of them, in [0, 1] (``tstr_accuracy_seeds``: each, in the order
+    of ``tstr_classifier_seeds``). Each run also records its test
+    accuracy per true digit (``{"0": ..., "9": ...}`` in [0, 1]) and its five most frequent test errors
+    (:func:`pipeline.evaluation.metrics.top_confusions`).
+    """
+    rng = np.random.default_rng(params.seed)
+    take = rng.permutation(len(syn_images))[: params.synthetic_train_size]
+    syn_x, syn_y = to_tensor(syn_images[take]), torch.from_numpy(syn_labels[take])
+    real_x, real_y = to_tensor(splits.train_images), torch.from_numpy(splits.train_labels)
+    val_x, val_y = to_tensor(splits.val_images), torch.from_numpy(splits.val_labels)
+    test_x, test_y = to_tensor(splits.test_images), torch.from_numpy(splits.test_labels)
+    total_steps = recipe.epochs * steps_per_epoch(len(real_x), recipe.batch_size)
+    results = {"real_only": {**score_on_test(judge, test_x, test_y), "val_accuracy": accuracy(judge, val_x, val_y),
+                             "train_images": len(real_x), "source": "the judge (same recipe, data, steps and seed)"}}
+    # TSTR also with the next classifier seeds: one seed moves TSTR by about +-0.2 point.
+    tstr_names = ["tstr"] + [f"tstr_seed_{recipe.seed + i}" for i in range(1, params.tstr_seeds)]
+    conditions = {  # name: (images, labels, classifier seed)
+        "real_plus_synthetic": (torch.cat([real_x, syn_x]), torch.cat([real_y, syn_y]), recipe.seed),
+        **{name: (syn_x, syn_y, recipe.seed + i) for i, name in enumerate(tstr_names)},
+    }
+    for name, (x, y, seed) in conditions.items():
+        fit = train_classifier(recipe, x, y, val_x, val_y, device, total_steps=total_steps, seed=seed, desc=name)
+        results[name] = {**score_on_test(fit.model, test_x, test_y), "val_accuracy": fit.best_val_accuracy,
+                         "train_images": len(x), "selected_epoch": fit.best_epoch, "classifier_seed": seed}
+        log.info("%s: val %.4f test %.4f", name, fit.best_val_accuracy, results[name]["test_accuracy"])
+    tstr_runs = [results[name] for name in tstr_names]
+    tstr_accuracies = [run["test_accuracy"] for run in tstr_runs]
+    return {
+        "real_only_accuracy": results["real_only"]["test_accuracy"],
+        "real_plus_synthetic_accuracy": results["real_plus_synthetic"]["test_accuracy"],
+        "tstr_accuracy": results["tstr"]["test_accuracy"],
+        "tstr_accuracy_mean": float(np.mean(tstr_accuracies)),
+        "tstr_val_accuracy_mean": float(np.mean([run["val_accuracy"] for run in tstr_runs])),
+        "tstr_classifier_seeds": [run["classifier_seed"] for run in tstr_runs],
+        "tstr_accuracy_seeds": tstr_accuracies,
+        "augmentation_gain": results["real_plus_synthetic"]["test_accuracy"] - results["real_only"]["test_accuracy"],
+        "runs": results,
+        "optimisation_steps": total_steps,
+        "classifier_seed": recipe.seed,
+        "selection": "epoch with the best accuracy on the real validation split",
+    }

@@ -1,0 +1,131 @@
+"""Where and how an export is written (the parent's side of ``pipeline.generate``): the free-space check,
+the final rename into place, and the writer process that
+PNG-encodes and writes while G samples (``pipeline.generation.writer``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.core.utils import PipelineError, replace_path, sha256_file
+from pipeline.generation.formats import BYTES_PER_IMAGE
+from pipeline.generation.sampling import LatentStreams, ShardLayout, sample_rows
+from pipeline.training.networks import NUM_CLASSES, Classifier, Generator
+
+log = logging.getLogger(__name__)
+
+
+def check_free_disk(out: Path, images: int, fmt: str) -> None:
+    """Raise :class:`PipelineError` when the file system of ``out`` lacks room for ``images`` images."""
+    per_image = sum(BYTES_PER_IMAGE[f] for f in (["parquet", "imagefolder"] if fmt == "both" else [fmt]))
+    needed, free = images * per_image, shutil.disk_usage(out.parent).free
+    if needed > free:
+        raise PipelineError(f"{images:,} images need about {needed / 1e9:,.1f} GB but {out.parent} has only "
+                            f"{free / 1e9:,.1f} GB free; lower --per-class")
+
+
+class WriterProcess:
+    """The writer process (``python -m pipeline.generation.writer``) and the messages to it: rows go in through a
+    pipe while G samples the next batch; the pipe's buffer is the only queue, so memory stays flat."""
+
+    def __init__(self, root: Path, fmt: str, curated: bool, seed: int):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
+                                                                          os.environ.get("PYTHONPATH")]))}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.generation.writer", str(root), fmt, "1" if curated else "0", str(seed)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+    def send(self, message) -> None:
+        try:
+            pickle.dump(message, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        except BrokenPipeError:
+            self._failed()
+
+    def result(self) -> dict:
+        try:
+            self.process.stdin.flush()
+            kind, body = pickle.load(self.process.stdout)
+        except (BrokenPipeError, EOFError):
+            self._failed()
+        if kind == "error":
+            raise PipelineError(body)
+        return body
+
+    def _failed(self):
+        self.process.wait()
+        try:
+            kind, body = pickle.load(self.process.stdout)
+        except Exception:  # noqa: BLE001 - no answer: it died without a word
+            lines = self.process.stderr.read().decode(errors="replace").strip().splitlines()
+            body = lines[-1] if lines else f"exit code {self.process.returncode}"
+        raise PipelineError(f"the export writer process stopped: {body}")
+
+    def peak_rss_mb(self) -> float | None:
+        """The writer's peak resident memory so far (``VmHWM``; Linux only, else None)."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return None
+        kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
+        return None if kib is None else round(kib / 1024, 1)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.send(None)
+                self.process.stdin.close()
+            except (PipelineError, OSError):
+                pass
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished export ``tmp`` to ``out`` (:func:`pipeline.core.utils.replace_path`); an existing
+    ``out`` is replaced only with ``overwrite``."""
+    if out.exists() and not overwrite:  # appeared while we were writing
+        raise PipelineError(f"{out} already exists; pass --overwrite to replace it")
+    replace_path(tmp, out)
+
+
+def export_shards(generator: Generator, latents: LatentStreams, layout: ShardLayout, shards: list[int],
+                  batch_size: int, writer: WriterProcess, root: Path, curator: Classifier | None = None,
+                  min_confidence: float = 0.0, keep_first: int = 2000) -> dict:
+    """Sample every row of ``shards`` in batches of ``batch_size`` and send them to ``writer``.
+
+    Returns:
+        ``{"shards": [{"index", "first_row", "file", "rows", "bytes", "sha256"}], "draws": (10,) int64,
+        "kept": (10,) int64 (per digit), "first": [(images, labels)] (the first ``keep_first`` rows)}``.
+    """
+    out = {"shards": [], "draws": np.zeros(NUM_CLASSES, np.int64), "kept": np.zeros(NUM_CLASSES, np.int64), "first": []}
+    total = sum(len(layout.shard_rows(s)) for s in shards)
+    with tqdm(total=total, desc="generate", unit="img", mininterval=1.0, smoothing=0.1) as bar:
+        for shard in shards:
+            rows = layout.shard_rows(shard)
+            writer.send(("open", shard))
+            for start in range(rows.start, rows.stop, batch_size):
+                labels, indices = layout.labels_and_indices(range(start, min(rows.stop, start + batch_size)))
+                body = sample_rows(generator, latents, labels, indices, curator, min_confidence)
+                np.add.at(out["draws"], labels, body.pop("draws"))
+                np.add.at(out["kept"], labels, 1)
+                if sum(len(f[1]) for f in out["first"]) < keep_first:
+                    out["first"].append((body["images"], labels))
+                writer.send(("rows", {**body, "labels": labels, "indices": indices}))
+                bar.update(len(labels))
+            writer.send(("close", None))
+            info = writer.result()
+            info["sha256"] = sha256_file(root / info["file"]) if info["file"] else None
+            out["shards"].append({"index": shard, "first_row": rows.start, **info})
+    return out

@@ -1,0 +1,1 @@
+"""Developer tools (``python -m pipeline.tools.<name>``); no tool imports another."""
