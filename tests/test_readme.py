@@ -28,7 +28,7 @@ def results_table() -> dict[str, list[str]]:
 
 def expected_cells() -> dict[str, tuple[str, str]]:
     """Each results row's "this run" and "real-data reference" cells, formatted from headline.json."""
-    s, a = HEADLINE["synthetic"], HEADLINE["augmentation"]
+    s, a = HEADLINE["synthetic"], HEADLINE["downstream"]
     return {
         "judge accuracy on real test": (pct(HEADLINE["judge"]["test_accuracy"]), "—"),
         "class-conditional accuracy (judge agrees with the requested digit)": (pct(s["class_conditional_accuracy"]), "—"),
@@ -64,7 +64,25 @@ def test_readme_is_short_with_the_quick_start_first_and_no_run_history():
     assert len([line for line in lines if re.search(r"\b20\d\d-\d\d-\d\d\b", line)]) <= 2
 
 
-def test_readme_layout_names_every_module_of_the_package():
-    modules = {p.stem for p in (REPO / "pipeline").glob("*.py")} - {"__init__"}
-    layout = README.split("## Layout", 1)[1]
-    assert sorted(m for m in modules if not re.search(rf"\b{m}\b", layout)) == []
+def test_readme_layout_is_the_tree_of_the_package():
+    """Every top-level module and package of pipeline/ is in the layout map, every module on its package's
+    line (or the lines below it), and the map names nothing that is not there."""
+    layout = README.split("## Layout", 1)[1].split("```")[1]
+    blocks, current = {}, None
+    for line in layout.splitlines():
+        match = re.match(r"  (\w+)/\s", line)
+        if match:
+            current = match.group(1)
+        elif not line.startswith("    "):
+            current = None
+        if current:
+            blocks[current] = blocks.get(current, "") + line + "\n"
+    packages = {p.name for p in (REPO / "pipeline").iterdir() if (p / "__init__.py").is_file()}
+    assert set(blocks) - {"templates"} == packages
+    for package in packages:
+        modules = {f.stem for f in (REPO / "pipeline" / package).glob("*.py")} - {"__init__"}
+        assert sorted(m for m in modules if not re.search(rf"\b{m}\b", blocks[package])) == [], package
+    top = {p.name for p in (REPO / "pipeline").glob("*.py")} - {"__init__.py"}
+    assert sorted(m for m in top if m not in layout) == []
+    named = set(re.findall(r"\b(\w+\.py)\b", layout))
+    assert named <= top

@@ -28,7 +28,7 @@ class PrepareParams:
 
 @dataclass(frozen=True)
 class ClassifierParams:
-    """The judge's recipe; the evaluation reuses it for TSTR and augmentation runs."""
+    """The judge's recipe (and the referee's); the evaluation reuses it for TSTR and real + synthetic runs."""
 
     seed: int
     width: int  # channels of the first conv block; later blocks use 2x and 4x
@@ -93,7 +93,7 @@ class EvaluateParams:
     fid_samples: int  # images per side of FID, precision/recall/density/coverage and memorization
     prdc_k: int  # k of the k-NN balls of precision/recall (Kynkäänniemi 2019) and density/coverage (Naeem 2020)
     diversity_per_class: int  # images per class for the pairwise-distance diversity figure
-    synthetic_train_size: int  # synthetic images used to train the TSTR / augmentation classifiers
+    synthetic_train_size: int  # synthetic images used to train the TSTR and real + synthetic classifiers
     tstr_seeds: int  # TSTR classifiers trained, with the judge's seed and the next ones; TSTR is also their mean
 
     def __post_init__(self):
@@ -119,7 +119,7 @@ class StudyParams:
     gan_lr_d: float
     gan_batch_size: int  # batch of each budget-matched cGAN step (its own, not train_cgan's)
     gan_diffaugment: str  # DiffAugment policy of the budget-matched cGANs (Zhao et al. 2020); "" = off
-    transform_strengths: list[float]  # classical augmentation candidates (picked on validation)
+    transform_strengths: list[float]  # classical-transform strengths, candidates (picked on validation)
     synthetic_ratios: list[int]  # synthetic:real candidates per class (picked on validation)
     max_synthetic_per_class: int
 

@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 CONDITIONS = ("real", "real_classical", "real_synthetic", "real_synthetic_classical", "synthetic")
 FULLGEN_CONDITIONS = ("real_synthetic_fullgen", "synthetic_fullgen")
 #: torchvision v2 transforms draw one set of random parameters per call: they are called on groups of this
-#: many images (8 draws per batch of 64), 8x cheaper than per image (measured: 500 steps took 30 s per
-#: image vs 6 s without augmentation on this CPU).
+#: many images (8 draws per batch of 64): per image, the transforms would cost several times the training
+#: step itself on a CPU.
 AUGMENT_GROUP = 8
 #: Paired differences reported per budget: (name, condition, baseline).
 GAINS = (

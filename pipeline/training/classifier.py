@@ -1,4 +1,4 @@
-"""The judge's training recipe, shared by the judge and the evaluation's TSTR/augmentation runs.
+"""The judge's training recipe, shared by the judge, the referee and the evaluation's TSTR and real + synthetic runs.
 
 Recipe (after pytorch/examples mnist): AdamW with a one-cycle learning-rate schedule, cross-entropy,
 a fixed number of optimisation steps; the weights of the epoch with the best validation accuracy
@@ -6,9 +6,8 @@ are kept (selection never looks at the test set).
 
 Classifiers train and predict in the channels-last memory layout (PyTorch's "(beta) Channels Last Memory
 Format" tutorial): the same arithmetic in another order of the same numbers, so the results differ from
-channels-first only in float rounding. On the project's 2-core CPU (AVX-512) one training step of the
-judge (width 48, batch 128, bfloat16) ran 1.29 x as fast (1,822 against 1,408 images/s; max pooling was
-20 % of the channels-first step), and ``predict`` 1.47 x (1,777 against 1,206 images/s, batch 1,000).
+channels-first only in float rounding; on CPUs with AVX-512 the convolutions and the max pooling run
+faster in it (``python -m pipeline.tools.benchmark`` times the judge's training).
 """
 
 from __future__ import annotations
