@@ -18,21 +18,15 @@ import logging
 import time
 
 import click
-import torch
 
 from pipeline.core.cli import run, user_errors
 from pipeline.core.params import load_params
-from pipeline.core.utils import (
-    get_device,
-    seed_everything,
-    sha256_file,
-    write_json,
-)
+from pipeline.core.utils import get_device, seed_everything, sha256_file, write_json
 from pipeline.data.splits import load_splits
 from pipeline.dataset import read_export, read_manifest
 from pipeline.evaluation.downstream import downstream_metrics
 from pipeline.evaluation.quality import choose_evaluator, quality_metrics
-from pipeline.training.checkpoints import load_classifier
+from pipeline.training.checkpoints import load_model
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -58,15 +52,16 @@ def main(params_path, data, synthetic, judge_path, referee, quality, downstream,
         seed_everything(params.evaluate.seed)
         dev = get_device(device)
         splits = load_splits(data)
-        judge = load_classifier(judge_path, dev)
+        judge, judge_checkpoint = load_model(judge_path, "classifier", dev)
         manifest = read_manifest(synthetic)
         role, evaluator_path = choose_evaluator(manifest, {"judge": judge_path, "referee": referee})
-        evaluator = judge if role == "judge" else load_classifier(evaluator_path, dev)
+        evaluator, evaluator_checkpoint = ((judge, judge_checkpoint) if role == "judge"
+                                           else load_model(evaluator_path, "classifier", dev))
         syn_images, syn_labels = read_export(synthetic)
         log.info("read %d synthetic images; evaluating with the %s (%s)", len(syn_labels), role, evaluator_path)
         q = quality_metrics(evaluator, splits, syn_images, syn_labels, params.evaluate, pairs_figure)
         q["evaluation_classifier"] = {"role": role, "path": str(evaluator_path), "sha256": sha256_file(evaluator_path),
-                                      "seed": torch.load(evaluator_path, weights_only=True)["params"]["seed"],
+                                      "seed": evaluator_checkpoint["params"]["seed"],
                                       "width": evaluator.config.width}
         q["curation"] = manifest.get("curation")
         q.update(synthetic_images=len(syn_labels), seed=params.evaluate.seed,

@@ -28,12 +28,7 @@ from pipeline.core.utils import PipelineError, get_device, sha256_file, temporar
 from pipeline.generation.card import dataset_card
 from pipeline.generation.manifest import build_manifest, card_quality, curation_record
 from pipeline.generation.sampling import LatentStreams, ShardLayout
-from pipeline.generation.staging import (
-    WriterProcess,
-    check_free_disk,
-    export_shards,
-    move_into_place,
-)
+from pipeline.generation.staging import WriterProcess, check_free_disk, export_shards, move_into_place
 from pipeline.training.checkpoints import load_classifier, load_generator
 from pipeline.training.networks import NUM_CLASSES
 

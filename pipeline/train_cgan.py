@@ -23,13 +23,7 @@ from dvclive import Live
 
 from pipeline.core.cli import run, user_errors
 from pipeline.core.params import load_params
-from pipeline.core.utils import (
-    get_device,
-    save_checkpoint,
-    seed_everything,
-    sha256_file,
-    write_json,
-)
+from pipeline.core.utils import get_device, save_checkpoint, seed_everything, sha256_file, write_json
 from pipeline.data.splits import load_splits, to_tensor
 from pipeline.training.cgan import EpochLog, fixed_noise, generator_config, sample, save_grid, train_cgan
 from pipeline.training.checkpoints import model_checkpoint, read_training_state

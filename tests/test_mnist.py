@@ -5,13 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.data import mnist
-from pipeline.data.mnist import (
-    MnistError,
-    load_mnist,
-    parse_idx,
-    read_raw_bytes,
-    verify_md5,
-)
+from pipeline.data.mnist import MnistError, load_mnist, parse_idx, read_raw_bytes, verify_md5
 from tests.conftest import assert_one_line_error, run_module
 
 

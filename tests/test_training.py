@@ -319,11 +319,7 @@ def test_abort_fn_stops_training_after_the_step_it_returns_true(params):
 def test_cgan_losses_add_each_term_only_when_weighted():
     from torch.nn import functional as F
 
-    from pipeline.training.losses import (
-        discriminator_loss,
-        generator_loss,
-        mode_seeking_loss,
-    )
+    from pipeline.training.losses import discriminator_loss, generator_loss, mode_seeking_loss
 
     torch.manual_seed(0)
     real_logit, fake_logit = torch.randn(6), torch.randn(6)

@@ -23,8 +23,8 @@ def machine_info(device: torch.device) -> dict:
     ``torch.backends.cpu.get_cpu_capability()``, e.g. ``"AVX2"``, ``"AVX512"``), ``torch_threads``
     (``torch.get_num_threads()`` now), ``device`` (``str(device)``), ``gpu`` (CUDA device name or None),
     ``torch`` (version), ``platform`` and ``bfloat16_native`` (:func:`pipeline.core.utils.bfloat16_is_native`:
-    without it the ``autocast`` param trains in float32, about 3.4x slower cGAN training measured on an
-    AVX2-only CPU than bfloat16 on an AVX-512 one). Never raises for a missing ``/proc/cpuinfo``.
+    without it the ``autocast`` param trains in float32: compare reports/metrics/benchmark_avx2.json with
+    benchmark.json). Never raises for a missing ``/proc/cpuinfo``.
     """
     cpu = platform.processor()
     try:

@@ -67,7 +67,7 @@ def bfloat16_is_native(device: torch.device) -> bool:
 
     CPU: the check PyTorch's oneDNN bfloat16 path makes (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``:
     AVX-512 BW, VL and DQ; a PyTorch without that op counts as true). Without it PyTorch emulates bfloat16
-    with reference kernels: a cGAN training step measured 11x slower than float32 (AMD EPYC, AVX2 only).
+    with reference kernels, far slower than float32.
     CUDA: ``torch.cuda.is_bf16_supported()``. Other devices: True (left to torch).
     """
     if device.type == "cpu":
@@ -90,8 +90,8 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
     ``precision`` is ``""`` (float32 throughout: a no-op context) or ``"bfloat16"``: convolutions and
     matrix products run in bfloat16 while weights, batch-norm statistics, optimiser state and the losses
-    stay float32. On a CPU with AVX512-BF16, training ran 1.9x faster for the judge and 1.2x for the cGAN
-    (``autocast_comparison`` in reports/metrics/benchmark.json). Where the device has no fast
+    stay float32. On a CPU with AVX512-BF16 it trains the judge and the cGAN faster (their ratio:
+    ``autocast_comparison`` in reports/metrics/benchmark.json). Where the device has no fast
     bfloat16 kernels (:func:`bfloat16_is_native` is False) ``"bfloat16"`` falls back to float32 with one
     warning per process: emulated bfloat16 measured an order of magnitude slower there. Inference
     (export, metrics) always runs in float32.

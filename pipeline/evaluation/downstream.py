@@ -12,10 +12,7 @@ import torch
 
 from pipeline.core.params import ClassifierParams, EvaluateParams
 from pipeline.data.splits import Splits, to_tensor
-from pipeline.evaluation.metrics import (
-    per_class_accuracy,
-    top_confusions,
-)
+from pipeline.evaluation.metrics import per_class_accuracy, top_confusions
 from pipeline.training.classifier import accuracy, predict, steps_per_epoch, train_classifier
 
 log = logging.getLogger(__name__)

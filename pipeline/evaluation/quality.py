@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +20,6 @@ from pipeline.evaluation.metrics import (
     precision_recall_density_coverage,
 )
 from pipeline.training.classifier import predict
-
-log = logging.getLogger(__name__)
-
 
 CLOSEST_PAIRS = 16
 

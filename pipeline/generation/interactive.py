@@ -26,12 +26,7 @@ import pyarrow.parquet as pq
 
 from pipeline.core.utils import PipelineError
 from pipeline.generation.formats import encode_pngs, image_path, to_table
-from pipeline.generation.sampling import (
-    LatentStreams,
-    ShardLayout,
-    judge_images,
-    sample_rows,
-)
+from pipeline.generation.sampling import LatentStreams, ShardLayout, judge_images, sample_rows
 from pipeline.training.networks import NUM_CLASSES, Classifier, Generator
 
 #: Most images one request may ask for.

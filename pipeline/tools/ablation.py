@@ -49,16 +49,8 @@ from pipeline.core.params import (
 from pipeline.core.utils import get_device, save_checkpoint, sha256_file, write_json
 from pipeline.data.splits import load_splits, to_tensor
 from pipeline.evaluation.judging import exported_samples, judged_samples
-from pipeline.evaluation.metrics import (
-    class_conditional_accuracy,
-    frechet_distance,
-    precision_recall_density_coverage,
-)
-from pipeline.reporting.records import (
-    ABLATION_SCHEMA_VERSION,
-    read_ablation_record,
-    validate_ablation_record,
-)
+from pipeline.evaluation.metrics import class_conditional_accuracy, frechet_distance, precision_recall_density_coverage
+from pipeline.reporting.records import ABLATION_SCHEMA_VERSION, read_ablation_record, validate_ablation_record
 from pipeline.training.cgan import EpochLog, train_cgan
 from pipeline.training.checkpoints import load_classifier, load_generator, model_checkpoint
 from pipeline.training.classifier import predict, steps_per_epoch, train_classifier

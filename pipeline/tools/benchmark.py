@@ -36,12 +36,7 @@ import torch
 from pipeline.core.cli import run, user_errors
 from pipeline.core.machine import machine_info, training_precision
 from pipeline.core.params import CGANParams, ClassifierParams, load_params
-from pipeline.core.utils import (
-    PipelineError,
-    bfloat16_is_native,
-    get_device,
-    write_json,
-)
+from pipeline.core.utils import PipelineError, bfloat16_is_native, get_device, write_json
 from pipeline.data.splits import load_splits, to_tensor
 from pipeline.evaluation.judging import PER_CLASS, judged_samples
 from pipeline.evaluation.metrics import class_conditional_accuracy

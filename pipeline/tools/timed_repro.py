@@ -35,6 +35,11 @@ log = logging.getLogger("pipeline.tools.timed_repro")
 DEFAULT_STAGES = "prepare,train_judge,train_referee,train_cgan,generate,evaluate"
 
 
+def _paths(stage: dict, key: str) -> list[str]:
+    """The paths of a dvc.yaml stage's ``outs`` or ``metrics`` list (an entry is a path or ``{path: options}``)."""
+    return [next(iter(o)) if isinstance(o, dict) else o for o in stage.get(key, [])]
+
+
 def stage_commands(dvc_yaml: str | Path, names: list[str]) -> dict[str, dict]:
     """``{stage: {"argv": [...], "metrics": [paths]}}`` for ``names``, in that order, read from ``dvc_yaml``.
 
@@ -59,8 +64,9 @@ def stage_commands(dvc_yaml: str | Path, names: list[str]) -> dict[str, dict]:
         argv = shlex.split(stages[name]["cmd"])
         if argv[0] in ("python", "python3"):
             argv[0] = sys.executable
-        paths = lambda key: [next(iter(o)) if isinstance(o, dict) else o for o in stages[name].get(key, [])]  # noqa: E731
-        metrics = paths("metrics") + [o for o in paths("outs") if o.startswith("reports/metrics/") and o.endswith(".json")]
+        json_outs = [o for o in _paths(stages[name], "outs")
+                     if o.startswith("reports/metrics/") and o.endswith(".json")]
+        metrics = _paths(stages[name], "metrics") + json_outs
         out[name] = {"argv": argv, "metrics": metrics}
     return out
 

@@ -14,12 +14,7 @@ import torch
 from torch import nn
 
 from pipeline.core.utils import PipelineError
-from pipeline.training.networks import (
-    Classifier,
-    ClassifierConfig,
-    Generator,
-    GeneratorConfig,
-)
+from pipeline.training.networks import Classifier, ClassifierConfig, Generator, GeneratorConfig
 
 log = logging.getLogger(__name__)
 
