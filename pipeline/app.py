@@ -23,6 +23,7 @@ import streamlit as st
 
 from pipeline.core.params import load_params
 from pipeline.core.utils import PipelineError, sha256_file
+from pipeline.generation.inference import InferenceGenerator
 from pipeline.generation.interactive import (
     DEFAULT_COUNT,
     MAX_IMAGES,
@@ -49,7 +50,8 @@ def load_models(checkpoint: str, judge: str, stamp: tuple):
     """``(generator, its checkpoint dict, judge or None, {"generator": sha256, "judge": sha256 or None})``,
     cached per server process; ``stamp`` (the files' mtimes, part of the cache key) makes a retrained model
     load anew."""
-    generator, ckpt = load_generator(checkpoint)
+    trained, ckpt = load_generator(checkpoint)
+    generator = InferenceGenerator(trained, "auto")  # as pipeline.generate's default: the same rows
     classifier = load_classifier(judge) if Path(judge).is_file() else None
     digests = {"generator": sha256_file(checkpoint), "judge": sha256_file(judge) if classifier else None}
     # One full-size request at load time, so the first press pays no first-call costs (allocator, kernels,

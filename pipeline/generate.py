@@ -3,8 +3,10 @@
 Writes exactly N images per requested digit to OUT as Parquet shards part-00000.parquet, ... (Hugging
 Face Image + ClassLabel features, row groups written as they fill) and/or an image folder
 OUT/<label>/<index>.png, plus OUT/manifest.json (shard sha256, counts, provenance) and an OUT/README.md
-dataset card. Sampling runs here while a second process PNG-encodes and writes, so memory stays flat
-whatever N is. The export is assembled in a temporary folder beside OUT and renamed into place when
+dataset card. Sampling runs here (--precision: float32, or bfloat16 where the CPU or GPU has it natively;
+BatchNorm folded, channels-last) while a writer process PNG-encodes and writes (--writers: more encoder
+processes for many cores or a GPU), so memory stays flat whatever N is. Same checkpoint, seed and
+precision on one machine: the same bytes; float32 exports are also the same across CPU types. The export is assembled in a temporary folder beside OUT and renamed into place when
 complete; --shard-index writes one shard alone, byte-identical to the same shard of a full run.
 With --min-confidence p, only images the classifier (--judge) assigns to their digit with probability
 >= p are kept (rejection sampling; exact counts still hold).
@@ -13,6 +15,7 @@ With --min-confidence p, only images the classifier (--judge) assigns to their d
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import shutil
 import sys
@@ -26,9 +29,10 @@ from pipeline.core.cli import run, user_errors
 from pipeline.core.params import load_params
 from pipeline.core.utils import PipelineError, get_device, sha256_file, temporary_sibling, write_json
 from pipeline.generation.card import dataset_card
-from pipeline.generation.manifest import build_manifest, card_quality, curation_record
+from pipeline.generation.inference import PRECISIONS, InferenceGenerator
+from pipeline.generation.manifest import build_manifest, card_quality, curation_record, inference_record
 from pipeline.generation.sampling import LatentStreams, ShardLayout
-from pipeline.generation.staging import WriterProcess, check_free_disk, export_shards, move_into_place
+from pipeline.generation.staging import check_free_disk, export_shards, move_into_place, open_writer
 from pipeline.training.checkpoints import load_classifier, load_generator
 from pipeline.training.networks import NUM_CLASSES
 
@@ -80,12 +84,24 @@ def parse_digits(text: str | None) -> list[int]:
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT folder (only once the new one is complete).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Params file.")
 @click.option("--device", default="cpu", show_default=True, help="cpu (bit-reproducible) or cuda/auto.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Arithmetic of G: float32 (the same bytes on every CPU type), bfloat16 (several times faster "
+                   "where native; the same bytes only on the same machine), auto (bfloat16 where the CPU has "
+                   "AVX-512 BF16 or AMX, or on a GPU with bfloat16; else float32). The DVC stage passes "
+                   "generate.precision.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Torch threads for sampling. Default: torch's (all cores; the writer runs at lower priority).")
+@click.option("--writers", type=click.IntRange(min=0), default=None,
+              help="Processes that PNG-encode and write beside the sampling one; 0 = encode between batches of G "
+                   "in the sampling process. Default: 0 when G runs on the CPU (its threads use every core), "
+                   "else the CPU cores less one, at most 8.")
+@click.option("--reference", is_flag=True, hidden=True,
+              help="Sample with the reference path (float32, channels-first, BatchNorm as trained): the "
+                   "benchmark's baseline.")
 @click.option("--metrics", default=None, type=click.Path(dir_okay=False),
               help="Also write wall time, images/s and peak memory to this JSON (the DVC stage does).")
 def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, latent_scale, shard_size, num_shards,
-         shard_index, overwrite, params_path, device, threads, metrics) -> None:
+         shard_index, overwrite, params_path, device, precision, threads, writers, reference, metrics) -> None:
     with user_errors():
         start = time.perf_counter()
         params = load_params(params_path).generate
@@ -106,12 +122,15 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
         if threads:
             torch.set_num_threads(threads)
         dev = get_device(device)
-        generator, ckpt = load_generator(checkpoint, dev)
+        trained, ckpt = load_generator(checkpoint, dev)
+        generator = InferenceGenerator(trained, precision, reference=reference)
+        if writers is None:
+            writers = 0 if dev.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
         classifier = load_classifier(judge, dev) if min_confidence > 0 or Path(judge).is_file() else None
         curator = classifier if min_confidence > 0 else None
         latents = LatentStreams(seed, generator.config.z_dim, scale=latent_scale)
         tmp = temporary_sibling(out)
-        writer = WriterProcess(tmp, fmt, curator is not None, seed)
+        writer = open_writer(tmp, fmt, curator is not None, seed, writers)
         try:
             sample_start = time.perf_counter()
             done = export_shards(generator, latents, layout, shards, params.batch_size, writer, tmp, curator,
@@ -127,7 +146,7 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
                             "model_args": ckpt["model_args"], "params": ckpt["params"]},
                 curation=None if curator is None else curation_record(
                     min_confidence, judge, sha256_file(judge), done["draws"], done["kept"], wanted),
-                quality=quality, batch_size=params.batch_size)
+                quality=quality, batch_size=params.batch_size, inference=inference_record(generator, dev))
             write_json(tmp / "manifest.json", manifest)
             (tmp / "README.md").write_text(dataset_card(manifest))
             move_into_place(tmp, out, overwrite)
@@ -139,13 +158,14 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
         peak = {"peak_rss_mb_sampler": _peak_mb(), "peak_rss_mb_writer": writer_peak}
         if metrics:
             write_json(metrics, {"images": total, "format": fmt, "seed": seed, "latent_scale": latent_scale,
-                                 "shards": len(shards), "wall_seconds": round(elapsed, 2),
+                                 "precision": generator.precision, "writers": writers, "shards": len(shards), "wall_seconds": round(elapsed, 2),
                                  "export_seconds": round(export_seconds, 2),
                                  "images_per_second": round(total / export_seconds, 1),
                                  "torch_threads": torch.get_num_threads(), **peak})
-        log.info("wrote %d images in %d shard(s) to %s: %.0f images/s (sample + encode + write), %.1f s in all, "
-                 "peak RSS %s MB + %s MB (writer)", total, len(shards), out, total / export_seconds, elapsed,
-                 peak["peak_rss_mb_sampler"], peak["peak_rss_mb_writer"])
+        writers_peak = "" if writer_peak is None else f" + {writer_peak} MB (writers)"
+        log.info("wrote %d images in %d shard(s) to %s in %s: %.0f images/s (sample + encode + write), %.1f s in "
+                 "all, peak RSS %s MB%s", total, len(shards), out, generator.precision, total / export_seconds,
+                 elapsed, peak["peak_rss_mb_sampler"], writers_peak)
 
 
 def _peak_mb() -> float:

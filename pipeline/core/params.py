@@ -81,10 +81,13 @@ class GenerateParams:
     batch_size: int
     min_confidence: float  # 0 = keep every image; > 0 = keep only images the judge gives this probability
     latent_scale: float  # sample z ~ N(0, latent_scale^2 I); < 1 is the truncation trick, > 1 widens the samples
+    precision: str = "float32"  # G's arithmetic in the DVC stage: float32, bfloat16 or auto (pipeline.generation.inference)
 
     def __post_init__(self):
         if not self.latent_scale > 0:
             raise ParamsError(f"params generate.latent_scale must be > 0, got {self.latent_scale!r}")
+        if self.precision not in ("float32", "bfloat16", "auto"):
+            raise ParamsError(f"params generate.precision must be float32, bfloat16 or auto, got {self.precision!r}")
 
 
 @dataclass(frozen=True)

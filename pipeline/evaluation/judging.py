@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.data.splits import to_tensor, to_uint8
-from pipeline.training.cgan import sample
+from pipeline.generation.inference import sample_images
 from pipeline.training.classifier import predict
 from pipeline.training.networks import NUM_CLASSES, Classifier, Generator
 
@@ -17,8 +17,9 @@ PER_CLASS = 500
 
 
 def exported_samples(generator: Generator, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """G(z, y) rounded to the 256 grey levels an export stores: ``(N, 1, 28, 28) float32`` in [-1, 1]."""
-    return to_tensor(to_uint8(sample(generator, z, labels)))
+    """G(z, y) in float32 on the inference path (as the DVC export samples), rounded to the 256 grey levels an
+    export stores: ``(N, 1, 28, 28) float32`` in [-1, 1]."""
+    return to_tensor(to_uint8(sample_images(generator, z, labels)))
 
 
 def judged_samples(generator: Generator, judge: Classifier,

@@ -35,7 +35,8 @@ from tqdm import tqdm
 from pipeline.core.params import CGANParams, ClassifierParams, StudyParams
 from pipeline.core.utils import PipelineError
 from pipeline.data.splits import Splits, to_tensor, to_uint8
-from pipeline.training.cgan import sample, train_cgan
+from pipeline.generation.inference import sample_images
+from pipeline.training.cgan import train_cgan
 from pipeline.training.classifier import accuracy
 from pipeline.training.networks import NUM_CLASSES, Classifier, ClassifierConfig, Generator
 
@@ -152,10 +153,11 @@ def train_budget_generator(images: np.ndarray, labels: np.ndarray, cgan: CGANPar
 
 def synthetic_set(generator: Generator, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_class`` images of each digit from ``generator``, stored as uint8 pixels (as an export would),
-    returned as ``((10 * per_class, 1, 28, 28) float32 in [-1, 1], (10 * per_class,) int64)``."""
+    returned as ``((10 * per_class, 1, 28, 28) float32 in [-1, 1], (10 * per_class,) int64)``; G runs in float32
+    on the inference path (:func:`pipeline.generation.inference.sample_images`), as the DVC export does."""
     labels = torch.arange(NUM_CLASSES).repeat_interleave(per_class)
     z = torch.randn(len(labels), generator.config.z_dim, generator=torch.Generator().manual_seed(seed))
-    return to_tensor(to_uint8(sample(generator, z, labels))), labels
+    return to_tensor(to_uint8(sample_images(generator, z, labels))), labels
 
 
 @dataclass

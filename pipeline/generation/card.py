@@ -63,6 +63,9 @@ def dataset_card(manifest: dict) -> str:
         "from per-(digit, block) seeded streams; "
         f"{manifest['layout']['num_shards']} shard(s) of ≤ {manifest['layout']['rows_per_shard']:,} rows, "
         "classes interleaved row by row.",
+        *([f"- G ran in {manifest['inference']['precision']} ({manifest['inference']['path']}) on "
+           f"{manifest['inference']['device']}: {manifest['inference']['reproducible']}."]
+          if manifest.get("inference") else []),
         f"- Code: package {manifest['code_revision']['package_version']}, source sha256 "
         f"`{manifest['code_revision']['source_sha256'][:16]}…`; torch {manifest['torch_version']}.",
         "- `manifest.json` lists every shard with its sha256; `python -m pipeline.verify <folder>` checks them.",

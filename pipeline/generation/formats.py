@@ -24,12 +24,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
+from zlib_ng import zlib_ng
 
 CLASS_NAMES = [str(d) for d in range(10)]  # the MNIST digits (pipeline.training.networks.NUM_CLASSES; no torch import here)
 #: Rows per Parquet row group: each is written as soon as it fills (~3.5 MB of PNGs).
 ROW_GROUP_ROWS = 10_000
-#: Conservative bytes per image on disk, for the free-space check (measured: ~290 B per row in Parquet,
-#: 1M images = 286 MB; one 4 KiB file-system block per PNG in an image folder).
+#: Conservative bytes per image on disk, for the free-space check (a Parquet row is a PNG of about 300 B plus
+#: its columns; an image folder takes one 4 KiB file-system block per PNG).
 BYTES_PER_IMAGE = {"parquet": 512, "imagefolder": 4096}
 
 
@@ -71,6 +72,9 @@ def image_path(label: int, index: int) -> str:
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Deflate level of the PNGs: zlib-ng's level 1 (its fastest that still compresses; levels 2-9 spend several
+#: times the CPU for a few percent fewer bytes on 28x28 digits).
+PNG_LEVEL = 1
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -79,17 +83,19 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 def encode_pngs(images: np.ndarray) -> list[bytes]:
     """``(N, H, W) uint8`` grayscale -> N PNG files as bytes: 8-bit grayscale, no interlace, filter type 0
-    on every row, zlib level 6 (PNG spec, https://www.w3.org/TR/png/). Deterministic for a given zlib.
+    on every row, deflated by zlib-ng (https://github.com/pycompression/python-zlib-ng) at :data:`PNG_LEVEL`
+    (PNG spec, https://www.w3.org/TR/png/). Deterministic for a given zlib-ng version (the manifest records it).
 
-    Written here rather than with Pillow because Pillow's per-image Python overhead made PNG encoding
-    the export's bottleneck (about 80 vs 34 µs per 28x28 image on this CPU); Pillow decodes the result
-    to the same pixels (tested).
+    Written here rather than with Pillow, and with zlib-ng rather than the standard library's zlib, because
+    encoding runs on the CPU cores that also sample G: Pillow's per-image overhead and zlib's compression of
+    small inputs cost several times zlib-ng's level 1 per 28x28 image (benchmark: ``png_encode`` in
+    reports/metrics/benchmark.json). Pillow decodes the result to the same pixels (tested).
     """
     n, height, width = images.shape
     header = _PNG_SIGNATURE + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
     end = _png_chunk(b"IEND", b"")
     rows = np.concatenate([np.zeros((n, height, 1), np.uint8), images], axis=2).reshape(n, -1)  # filter byte 0
-    return [header + _png_chunk(b"IDAT", zlib.compress(row.tobytes(), 6)) + end for row in rows]
+    return [header + _png_chunk(b"IDAT", zlib_ng.compress(row.tobytes(), PNG_LEVEL)) + end for row in rows]
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -134,7 +140,8 @@ def write_imagefolder(root: str | Path, table: pa.Table) -> None:
 
 
 class ShardWriter:
-    """Streams rows into one Parquet shard and/or an image folder; row groups are written as they fill."""
+    """Streams rows into one Parquet shard (row groups written as they fill) and counts the rows of a shard of
+    any format."""
 
     def __init__(self, root: Path, shard: int, fmt: str, curated: bool):
         self.root, self.fmt, self.name = root, fmt, shard_name(shard)
@@ -143,9 +150,9 @@ class ShardWriter:
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
+        """Add the rows of ``table`` (from :func:`to_table`) to the Parquet shard; an image folder's files are
+        written by the caller (:func:`write_imagefolder`), which may run in another process."""
         self.rows += table.num_rows
-        if self.fmt != "parquet":
-            write_imagefolder(self.root, table)
         if self.writer is not None:
             self.pending.append(table)
             if sum(t.num_rows for t in self.pending) >= ROW_GROUP_ROWS:

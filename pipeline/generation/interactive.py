@@ -4,8 +4,9 @@ sample the digits with their judge labels, and package them as a ZIP of PNGs or 
 Images are the rows an export with the same seed would hold: row ``r`` of a request for ``digits`` is
 digit ``digits[r % k]`` with per-digit index ``r // k`` (:class:`pipeline.generation.sampling.ShardLayout`), its
 latent z from :class:`pipeline.generation.sampling.LatentStreams`. So the app's 100 images of "all digits, seed s"
-are the first 100 rows of ``python -m pipeline.generate --seed s`` (with the same latent scale), and the app's
-Parquet file uses the export's schema. Pure and importable.
+are the first 100 rows of ``python -m pipeline.generate --seed s`` (with the same latent scale and precision:
+the app samples with ``--precision``'s default, ``auto``), and the app's Parquet file uses the export's schema.
+Pure and importable.
 """
 
 from __future__ import annotations

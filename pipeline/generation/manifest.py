@@ -14,7 +14,9 @@ import numpy as np
 import PIL
 import pyarrow
 import torch
+import zlib_ng
 
+from pipeline.generation.inference import InferenceGenerator, bfloat16_inference_is_native
 from pipeline.generation.sampling import BLOCK_SIZE, ShardLayout, judge_images
 from pipeline.training.networks import Classifier
 
@@ -63,12 +65,23 @@ def curation_record(min_confidence: float, classifier_path: str, classifier_sha2
                                 "per_class": {str(d): float(kept[d] / draws[d]) for d in digits}}}
 
 
+def inference_record(generator: InferenceGenerator, device: torch.device) -> dict:
+    """The manifest's ``inference``: how G ran (``precision``, ``path``), where (``device``, the CPU's
+    ``cpu_capability`` from ``torch.backends.cpu.get_cpu_capability()``, ``bfloat16_native``), and which
+    bytes it promises (``reproducible``): float32 the same on every CPU type, bfloat16 on this machine only."""
+    return {**generator.record, "device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "bfloat16_native": bfloat16_inference_is_native(device),
+            "reproducible": ("same bytes on any CPU" if generator.precision == "float32" and device.type == "cpu"
+                             else "same bytes on this machine")}
+
+
 def build_manifest(layout: ShardLayout, shards: list[dict], shard_index: int | None, seed: int, fmt: str,
                    checkpoint: dict, curation: dict | None, quality: dict | None, batch_size: int,
-                   latent_scale: float = 1.0) -> dict:
+                   latent_scale: float = 1.0, inference: dict | None = None) -> dict:
     """The manifest of an export of ``shards`` (each ``{"index", "first_row", "file", "rows", "bytes",
     "sha256"}``) cut from ``layout``; ``shard_index`` is set when only that shard was written;
-    ``latent_scale``: the s of z ~ N(0, s² I) (:class:`pipeline.generation.sampling.LatentStreams`)."""
+    ``latent_scale``: the s of z ~ N(0, s² I) (:class:`pipeline.generation.sampling.LatentStreams`);
+    ``inference``: :func:`inference_record`."""
     counts = dict.fromkeys(map(str, layout.digits), 0)
     for shard in shards:
         rows = range(shard["first_row"], shard["first_row"] + shard["rows"])
@@ -87,10 +100,12 @@ def build_manifest(layout: ShardLayout, shards: list[dict], shard_index: int | N
                    "rows_per_shard": layout.rows_per_shard, "batch_size": batch_size, "block_size": BLOCK_SIZE,
                    "row_order": "row r holds digit digits[r % len(digits)], index r // len(digits)"},
         "generator_checkpoint": checkpoint,
+        "inference": inference,
         "curation": curation,
         "quality": quality,
         "code_revision": code_revision(),
         "torch_version": torch.__version__,
         "pyarrow_version": pyarrow.__version__,
         "pillow_version": PIL.__version__,
+        "zlib_ng_version": zlib_ng.__version__,
     }

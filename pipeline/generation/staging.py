@@ -18,7 +18,9 @@ from tqdm import tqdm
 
 from pipeline.core.utils import PipelineError, replace_path, sha256_file
 from pipeline.generation.formats import BYTES_PER_IMAGE
+from pipeline.generation.inference import InferenceGenerator
 from pipeline.generation.sampling import LatentStreams, ShardLayout, sample_rows
+from pipeline.generation.writer import ExportWriter
 from pipeline.training.networks import NUM_CLASSES, Classifier, Generator
 
 log = logging.getLogger(__name__)
@@ -35,13 +37,15 @@ def check_free_disk(out: Path, images: int, fmt: str) -> None:
 
 class WriterProcess:
     """The writer process (``python -m pipeline.generation.writer``) and the messages to it: rows go in through a
-    pipe while G samples the next batch; the pipe's buffer is the only queue, so memory stays flat."""
+    pipe while G samples the next batch; the pipe's buffer and at most two batches per encoder process are the
+    only queues, so memory stays flat. ``writers`` > 1 PNG-encodes in that many processes."""
 
-    def __init__(self, root: Path, fmt: str, curated: bool, seed: int):
+    def __init__(self, root: Path, fmt: str, curated: bool, seed: int, writers: int = 1):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
                                                                           os.environ.get("PYTHONPATH")]))}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.generation.writer", str(root), fmt, "1" if curated else "0", str(seed)],
+            [sys.executable, "-m", "pipeline.generation.writer", str(root), fmt, "1" if curated else "0", str(seed),
+             str(writers)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
     def send(self, message) -> None:
@@ -70,13 +74,10 @@ class WriterProcess:
         raise PipelineError(f"the export writer process stopped: {body}")
 
     def peak_rss_mb(self) -> float | None:
-        """The writer's peak resident memory so far (``VmHWM``; Linux only, else None)."""
-        try:
-            status = Path(f"/proc/{self.process.pid}/status").read_text()
-        except OSError:
-            return None
-        kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
-        return None if kib is None else round(kib / 1024, 1)
+        """The peak resident memory so far of the writer and its encoder processes, summed (``VmHWM`` of each;
+        Linux only, else None)."""
+        peaks = [_peak_rss_kib(pid) for pid in [self.process.pid, *_children(self.process.pid)]]
+        return None if peaks[0] is None else round(sum(p or 0 for p in peaks) / 1024, 1)
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -92,6 +93,50 @@ class WriterProcess:
                 self.process.wait()
 
 
+class InlineWriter:
+    """:class:`WriterProcess`'s interface in this process (``--writers 0``): each batch is PNG-encoded and written
+    between two batches of G, so nothing competes with G's threads for the CPU cores."""
+
+    def __init__(self, root: Path, fmt: str, curated: bool, seed: int):
+        self.writer = ExportWriter(root, fmt, curated, seed)
+        self.answer: dict | None = None
+
+    def send(self, message) -> None:
+        if message is not None:
+            self.answer = self.writer.handle(message)
+
+    def result(self) -> dict:
+        return self.answer
+
+    def peak_rss_mb(self) -> None:
+        return None  # counted in this process's own peak
+
+    def close(self) -> None:
+        self.writer.shutdown()
+
+
+def open_writer(root: Path, fmt: str, curated: bool, seed: int, writers: int) -> "WriterProcess | InlineWriter":
+    """The export's writer: in this process for ``writers`` = 0, else :class:`WriterProcess` with ``writers``
+    encoding processes."""
+    return InlineWriter(root, fmt, curated, seed) if writers == 0 else WriterProcess(root, fmt, curated, seed, writers)
+
+
+def _peak_rss_kib(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
 def move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     """Rename the finished export ``tmp`` to ``out`` (:func:`pipeline.core.utils.replace_path`); an existing
     ``out`` is replaced only with ``overwrite``."""
@@ -100,8 +145,8 @@ def move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     replace_path(tmp, out)
 
 
-def export_shards(generator: Generator, latents: LatentStreams, layout: ShardLayout, shards: list[int],
-                  batch_size: int, writer: WriterProcess, root: Path, curator: Classifier | None = None,
+def export_shards(generator: Generator | InferenceGenerator, latents: LatentStreams, layout: ShardLayout, shards: list[int],
+                  batch_size: int, writer: WriterProcess | InlineWriter, root: Path, curator: Classifier | None = None,
                   min_confidence: float = 0.0, keep_first: int = 2000) -> dict:
     """Sample every row of ``shards`` in batches of ``batch_size`` and send them to ``writer``.
 
