@@ -7,6 +7,7 @@ import torch
 from pipeline.core.params import ClassifierParams, load_params
 from pipeline.core.utils import bfloat16_is_native, sha256_file
 from pipeline.data.splits import to_tensor, to_uint8
+from pipeline.generation.inference import bfloat16_inference_is_native
 from pipeline.reporting.records import validate_ablation_record
 from pipeline.tools import ablation
 from pipeline.training.cgan import generator_flops_per_image, sample
@@ -33,7 +34,7 @@ def test_benchmark_writes_throughputs_and_time_to_target(tiny_project, tiny_chec
                         "--data", str(tiny_project / "mnist.npz"), "--checkpoint", str(tiny_checkpoint),
                         "--judge", str(judge), "--out", str(out), "--train-steps", "5",
                         "--forward-images", "200", "--batch-size", "100", "--target", "0.0", "--check-every", "3",
-                        "--device", "cpu")
+                        "--export-per-class", "3", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     bench = json.loads(out.read_text())
     assert bench["generator_forward_images_per_second"] > 0 and bench["cgan_train_images_per_second"] > 0
@@ -47,6 +48,25 @@ def test_benchmark_writes_throughputs_and_time_to_target(tiny_project, tiny_chec
         else:  # autocast falls back to float32 there, so bfloat16 is not timed
             assert speeds["bfloat16"] is None and speeds["ratio"] is None
     assert bench["machine"]["bfloat16_native"] == bfloat16_is_native(torch.device("cpu"))
+    inference = bench["inference"]
+    native = bfloat16_inference_is_native(torch.device("cpu"))
+    assert inference["default_precision"] == ("bfloat16" if native else "float32")
+    forward = inference["forward_images_per_second"]
+    assert forward["reference_float32"] > 0 and forward["float32"] > 0 and (forward["bfloat16"] is None) != native
+    assert inference["forward_ratio_to_reference"]["float32"] == round(forward["float32"] / forward["reference_float32"], 2)
+    assert set(inference["png_encode_us_per_image"]) == {"zlib_level_6", "zlib_ng_level_1"}
+    compiled = inference["compile"]
+    assert compiled["compile_seconds"] > 0 and set(compiled["seconds"]) == {"10000", "60000", "1000000"}
+    assert compiled["pays_for"] == [n for n, s in compiled["seconds"].items() if s["compiled"] < s["eager"]]
+    runs = bench["export"]["runs"]
+    assert set(runs) == {"baseline", "default", "float32", "default_writers_1", "default_writers_2"}
+    assert all(run["images"] == 30 and run["parquet_bytes"] > 0 for run in runs.values())
+    assert runs["float32"]["precision"] == "float32" and runs["default_writers_2"]["writers"] == 2
+    assert "--reference" in runs["baseline"]["command"] and runs["default"]["writers"] == 0
+    assert bench["export"]["speedup_over_baseline"] == round(
+        runs["default"]["images_per_second"] / runs["baseline"]["images_per_second"], 2)
+    assert runs["baseline"]["ratio_to_forward"] == round(runs["baseline"]["images_per_second"]
+                                                         / forward["reference_float32"], 3)
 
 
 def test_benchmark_rejects_bad_counts(tiny_checkpoint):

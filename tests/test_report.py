@@ -116,7 +116,12 @@ def test_gpu_section_puts_the_gpu_run_next_to_the_cpu_run_row_by_row():
     cpu_bench = {"machine": {"cpu": "AMD EPYC", "torch_threads": 2}, "cgan_train_images_per_second": 445.2,
                  "cgan_train_batch_size": 32,
                  "generator_forward_images_per_second": 3027.0,
-                 "time_to_target": {"reached": True, "seconds": 238.6, "steps": 1800}}
+                 "time_to_target": {"reached": True, "seconds": 238.6, "steps": 1800},
+                 "inference": {"default_precision": "bfloat16",
+                               "forward_images_per_second": {"float32": 9000.0, "bfloat16": 18500.4}},
+                 "export": {"speedup_over_baseline": 3.514,
+                            "runs": {"default": {"images_per_second": 15012.0, "precision": "bfloat16"},
+                                     "baseline": {"images_per_second": 4272.0, "precision": "float32"}}}}
     gpu_bench = {"machine": {"gpu": "NVIDIA H100 80GB HBM3", "torch_threads": 16}, "cgan_train_images_per_second": 2990.5,
                  "generator_forward_images_per_second": 1279194.1, "time_to_target": {"reached": False}}
     gpu = {"stages": {"total_seconds": 302.3}, "metrics": _pipeline_metrics(0.976, 159.2), "benchmark": gpu_bench}
@@ -131,7 +136,11 @@ def test_gpu_section_puts_the_gpu_run_next_to_the_cpu_run_row_by_row():
     assert rows["cGAN training s"] == ["573", "159 |"]
     assert rows["the six stages' processes, prepare to evaluate, s"] == ["not measured", "302 |"]
     assert rows["benchmark machine"] == ["AMD EPYC, 2 threads", "NVIDIA H100 80GB HBM3 GPU, 16 CPU threads |"]
-    assert rows["generator forward images/s (batch 1,000)"] == ["3,027", "1,279,194 |"]
+    assert rows["generator forward images/s (batch 1,000, float32 reference path)"] == ["3,027", "1,279,194 |"]
+    assert rows["generator forward images/s, inference path (`--precision auto`)"] == ["18,500 (bfloat16)",
+                                                                                       "not measured |"]
+    assert rows["export images/s, defaults vs reference path (1M images)"] == [
+        "15,012 (bfloat16) vs 4,272 (3.51 ×)", "not measured |"]
     assert rows["cGAN batch size (train_cgan.batch_size of the run's params.yaml)"] == ["32", "not recorded |"]
     assert rows["cGAN training images/s"] == ["445", "2,990 |"]  # 2,990.5 rounds half to even
     assert rows["training time to 99 % class-conditional accuracy (validation)"] == ["239 s (1800 steps)", "not reached |"]

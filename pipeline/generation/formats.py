@@ -81,7 +81,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def encode_pngs(images: np.ndarray) -> list[bytes]:
+def encode_pngs(images: np.ndarray, compress=None) -> list[bytes]:
     """``(N, H, W) uint8`` grayscale -> N PNG files as bytes: 8-bit grayscale, no interlace, filter type 0
     on every row, deflated by zlib-ng (https://github.com/pycompression/python-zlib-ng) at :data:`PNG_LEVEL`
     (PNG spec, https://www.w3.org/TR/png/). Deterministic for a given zlib-ng version (the manifest records it).
@@ -89,13 +89,15 @@ def encode_pngs(images: np.ndarray) -> list[bytes]:
     Written here rather than with Pillow, and with zlib-ng rather than the standard library's zlib, because
     encoding runs on the CPU cores that also sample G: Pillow's per-image overhead and zlib's compression of
     small inputs cost several times zlib-ng's level 1 per 28x28 image (benchmark: ``png_encode`` in
-    reports/metrics/benchmark.json). Pillow decodes the result to the same pixels (tested).
+    reports/metrics/benchmark.json). Pillow decodes the result to the same pixels (tested). ``compress`` (bytes ->
+    zlib stream) replaces the deflater, for that benchmark.
     """
+    compress = compress or (lambda data: zlib_ng.compress(data, PNG_LEVEL))
     n, height, width = images.shape
     header = _PNG_SIGNATURE + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
     end = _png_chunk(b"IEND", b"")
     rows = np.concatenate([np.zeros((n, height, 1), np.uint8), images], axis=2).reshape(n, -1)  # filter byte 0
-    return [header + _png_chunk(b"IDAT", zlib_ng.compress(row.tobytes(), PNG_LEVEL)) + end for row in rows]
+    return [header + _png_chunk(b"IDAT", compress(row.tobytes())) + end for row in rows]
 
 
 def decode_png(data: bytes) -> np.ndarray:

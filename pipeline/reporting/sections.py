@@ -41,20 +41,28 @@ def render_gpu(gpu: dict, cpu: dict) -> str:
 
     def bench_rows(b: dict | None) -> list[str]:
         if not b:
-            return ["not measured"] * 5
+            return ["not measured"] * 7
         target = b.get("time_to_target", {})
         reached = (f"{target['seconds']:.0f} s ({target['steps']} steps)" if target.get("reached")
                    else "not reached" if target else "not measured")
+        inference, runs = b.get("inference"), b.get("export", {}).get("runs")
+        fast = (f"{inference['forward_images_per_second'][inference['default_precision']]:,.0f} "
+                f"({inference['default_precision']})" if inference else "not measured")
+        export = (f"{runs['default']['images_per_second']:,.0f} ({runs['default']['precision']}) vs "
+                  f"{runs['baseline']['images_per_second']:,.0f} ({b['export']['speedup_over_baseline']:.2f} ×)"
+                  if runs else "not measured")
         return [machine_text(b.get("machine")), str(b.get("cgan_train_batch_size", "not recorded")),
                 f"{b['cgan_train_images_per_second']:,.0f}", f"{b['generator_forward_images_per_second']:,.0f}",
-                reached]
+                fast, export, reached]
 
     names = ["the export's latent scale s, z ~ N(0, s² I)", "judge test accuracy", "class-conditional accuracy", "TSTR (test)", "FID / real floor",
              "recall / real reference", "coverage / real reference", "memorization share (5 % = like new real digits)",
              "judge training s", "referee training s", "cGAN training s", "generate s (60,000 images)",
              "evaluate s (quality + TSTR and real + synthetic runs)"]
     bench_names = ["benchmark machine", "cGAN batch size (train_cgan.batch_size of the run's params.yaml)",
-                   "cGAN training images/s", "generator forward images/s (batch 1,000)",
+                   "cGAN training images/s", "generator forward images/s (batch 1,000, float32 reference path)",
+                   "generator forward images/s, inference path (`--precision auto`)",
+                   "export images/s, defaults vs reference path (1M images)",
                    "training time to 99 % class-conditional accuracy (validation)"]
     rows = ["| figure | 2-core CPU (the committed `dvc repro`) | GPU |", "| --- | --- | --- |"]
     rows += [f"| {n} | {c} | {g} |" for n, c, g in zip(names, quality_rows(cpu["metrics"]), quality_rows(gpu["metrics"]))]

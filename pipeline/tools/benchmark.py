@@ -10,11 +10,18 @@ Measures, with the params.yaml defaults:
   * unless ``--quick``: the training time from scratch until the class-conditional accuracy of
     5,000 EMA-generator samples, judged by the judge on the VALIDATION protocol, reaches the
     target (checked every ``--check-every`` steps; checking time excluded), or ``--max-minutes``;
+  * the inference path (``inference``, measured last: it tunes the process's malloc): G's forward pass
+    on the reference path (float32, channels-first, BatchNorm as trained: the figure above) against the
+    folded channels-last path in float32 and, where native, bfloat16; whether ``torch.compile`` pays back
+    its compile time for 10,000, 60,000 and 1,000,000 images; PNG encoding µs per image with the
+    standard library's zlib at level 6 (the encoder before zlib-ng) and with zlib-ng at level 1;
   * with ``--export-per-class N`` (e.g. 100000 = 1M images): ``python -m pipeline.generate`` run as a
-    user runs it, its images/s against the pure forward pass measured just before in the same run,
-    and its peak memory (the sum of the RSS of its processes, sampled every 0.1 s: an upper bound, as
-    the writer shares pages with its parent). ``--export-only`` skips the training figures and keeps
-    those already in ``--out``.
+    user runs it, on the baseline (``--reference --writers 1``: sampling and writing as before the
+    inference path) and with the defaults (``--precision auto``, writers in the sampling process), plus
+    ``--precision float32`` and the default with 1 and 2 writer processes: images/s, the default's ratio to
+    the baseline and to G's forward pass in its precision, and peak memory (the sum of the RSS of the
+    processes, sampled every 0.1 s: an upper bound, as the writers share pages with their parent).
+    ``--export-only`` skips the training figures and keeps those already in ``--out``.
 Figures depend on the machine, so the JSON records it (``pipeline.core.machine.machine_info``: CPU model and SIMD
 level, threads, device, torch, whether bfloat16 is native).
 """
@@ -40,34 +47,13 @@ from pipeline.core.utils import PipelineError, bfloat16_is_native, get_device, w
 from pipeline.data.splits import load_splits, to_tensor
 from pipeline.evaluation.judging import PER_CLASS, judged_samples
 from pipeline.evaluation.metrics import class_conditional_accuracy
+from pipeline.generation.throughput import generator_throughput, inference_benchmark, sync
 from pipeline.training.cgan import generator_flops_per_image, train_cgan
 from pipeline.training.checkpoints import load_classifier, load_generator
 from pipeline.training.classifier import train_classifier
 from pipeline.training.networks import NUM_CLASSES, Generator
 
 log = logging.getLogger("pipeline.tools.benchmark")
-
-
-def generator_throughput(generator: Generator, device: torch.device, images: int, batch_size: int) -> float:
-    """Images/s of the pure forward pass G(z, y), z and labels already on ``device``, after one warm-up batch."""
-    generator.eval()
-    z = torch.randn(batch_size, generator.config.z_dim, device=device)
-    labels = torch.arange(batch_size, device=device) % NUM_CLASSES
-    with torch.inference_mode():
-        generator(z, labels)
-        _sync(device)
-        start = time.perf_counter()
-        done = 0
-        while done < images:
-            generator(z, labels)
-            done += batch_size
-        _sync(device)
-    return done / (time.perf_counter() - start)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 @click.command(help=__doc__)
@@ -86,9 +72,11 @@ def _sync(device: torch.device) -> None:
 @click.option("--export-per-class", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also time `pipeline.generate` with this many images per digit (0 = skip; 100000 = 1M images).")
 @click.option("--export-only", is_flag=True, help="Only the forward pass and export figures; keep the rest of --out.")
+@click.option("--compile/--no-compile", "compile_model", default=True, show_default=True,
+              help="Time torch.compile of the inference path (tens of seconds of compiling).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def main(params_path, data, checkpoint, judge_path, out, train_steps, forward_images, batch_size, target,
-         check_every, max_minutes, quick, export_per_class, export_only, device) -> None:
+         check_every, max_minutes, quick, export_per_class, export_only, compile_model, device) -> None:
     with user_errors():
         if train_steps < 1 or forward_images < 1 or batch_size < 1 or check_every < 1:
             raise PipelineError("--train-steps, --forward-images, --batch-size and --check-every must be >= 1")
@@ -105,10 +93,11 @@ def main(params_path, data, checkpoint, judge_path, out, train_steps, forward_im
                   "generator_forward_batch_size": batch_size}
         log.info("G forward: %.0f images/s, %.2f MFLOPs/image", result["generator_forward_images_per_second"],
                  result["generator_flops_per_image"] / 1e6)
-        if export_per_class:
-            result["export"] = export_benchmark(params_path, checkpoint, judge_path, export_per_class,
-                                                result["generator_forward_images_per_second"])
+        if export_per_class:  # before anything in this process tunes malloc (inference_benchmark)
+            result["export"] = export_comparison(params_path, checkpoint, judge_path, export_per_class)
         if export_only:
+            result["inference"] = inference_benchmark(generator, dev, forward_images, batch_size, compile_model)
+            _add_export_ratios(result)
             write_json(out, result)
             return
 
@@ -124,6 +113,8 @@ def main(params_path, data, checkpoint, judge_path, out, train_steps, forward_im
         if not quick:
             result["time_to_target"] = time_to_target(params, images, labels, load_classifier(judge_path, dev),
                                                       dev, target, check_every, max_minutes)
+        result["inference"] = inference_benchmark(generator, dev, forward_images, batch_size, compile_model)
+        _add_export_ratios(result)
         write_json(out, result)
         log.info("wrote %s", out)
 
@@ -136,7 +127,7 @@ def cgan_train_throughput(params: CGANParams, images: torch.Tensor, labels: torc
 
     def mark(step: int, _generator: Generator) -> bool:
         if step in (warmup, warmup + steps):
-            _sync(device)
+            sync(device)
             marks[step] = time.perf_counter()
         return step == warmup + steps  # stop there
 
@@ -149,10 +140,10 @@ def classifier_train_throughput(recipe: ClassifierParams, images: torch.Tensor, 
     """Images/s of ``steps`` training steps of the judge's recipe (after a 10-step warm-up run); the
     time includes one validation pass over 100 images."""
     train_classifier(recipe, images, labels, images[:100], labels[:100], device, total_steps=10, desc="warm-up")
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     train_classifier(recipe, images, labels, images[:100], labels[:100], device, total_steps=steps, desc="timed")
-    _sync(device)
+    sync(device)
     return steps * recipe.batch_size / (time.perf_counter() - start)
 
 
@@ -182,15 +173,44 @@ def autocast_comparison(cgan: CGANParams, judge: ClassifierParams, images: torch
     return out
 
 
-def export_benchmark(params_path: str, checkpoint: str, judge_path: str, per_class: int, forward: float) -> dict:
-    """Run ``python -m pipeline.generate`` into a temporary folder beside the repo's ``data/``; return its
-    images/s, the ratio to ``forward`` (pure G images/s of this run) and the peak RSS of its processes."""
+#: The exports the benchmark runs: name -> extra arguments of ``python -m pipeline.generate``.
+EXPORT_RUNS = {"baseline": ["--reference", "--writers", "1"], "default": [], "float32": ["--precision", "float32"],
+               "default_writers_1": ["--writers", "1"], "default_writers_2": ["--writers", "2"]}
+
+
+def export_comparison(params_path: str, checkpoint: str, judge_path: str, per_class: int) -> dict:
+    """Every export of :data:`EXPORT_RUNS`, one after the other, and the default's speed-up on the baseline."""
+    runs = {name: export_benchmark(params_path, checkpoint, judge_path, per_class, extra)
+            for name, extra in EXPORT_RUNS.items()}
+    speedup = runs["default"]["images_per_second"] / runs["baseline"]["images_per_second"]
+    log.info("export: default %.0f images/s = %.2fx the baseline's %.0f", runs["default"]["images_per_second"],
+             speedup, runs["baseline"]["images_per_second"])
+    return {"runs": runs, "speedup_over_baseline": round(speedup, 2)}
+
+
+def _add_export_ratios(result: dict) -> None:
+    """Each export's images/s as a share of G's forward images/s on its own path (same run)."""
+    export, inference = result.get("export"), result.get("inference")
+    if not export or not inference or "runs" not in export:
+        return
+    forward = inference["forward_images_per_second"]
+    for name, run_result in export["runs"].items():
+        path = "reference_float32" if name == "baseline" else run_result["precision"]
+        if forward.get(path):
+            run_result["ratio_to_forward"] = round(run_result["images_per_second"] / forward[path], 3)
+
+
+def export_benchmark(params_path: str, checkpoint: str, judge_path: str, per_class: int,
+                     extra: list[str] | tuple = ()) -> dict:
+    """Run ``python -m pipeline.generate ... extra`` into a temporary folder beside the repo's ``data/``; return
+    its metrics (images/s, precision, writers, peak RSS per process), the peak RSS sum of its processes and the
+    Parquet bytes."""
     Path("data").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".benchmark-export-", dir="data") as tmp:
         metrics = Path(tmp) / "metrics.json"
         command = [sys.executable, "-m", "pipeline.generate", "--params", params_path, "--checkpoint", checkpoint,
                    "--judge", judge_path, "--per-class", str(per_class), "--out", str(Path(tmp) / "export"),
-                   "--metrics", str(metrics)]
+                   "--metrics", str(metrics), *extra]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         peak = 0
         while process.poll() is None:
@@ -200,12 +220,10 @@ def export_benchmark(params_path: str, checkpoint: str, judge_path: str, per_cla
             raise PipelineError(f"the export failed: {process.stderr.read().strip().splitlines()[-1]}")
         run_metrics = json.loads(metrics.read_text())
         size = sum(p.stat().st_size for p in (Path(tmp) / "export").glob("part-*.parquet"))
-    export = {**run_metrics, "generator_forward_images_per_second": round(forward, 1),
-              "ratio_to_forward": round(run_metrics["images_per_second"] / forward, 3),
-              "peak_rss_mb_sum_sampled": round(peak / 2**20, 1), "parquet_bytes": size, "command": " ".join(command[1:])}
-    log.info("export of %d images: %.0f images/s = %.0f %% of G forward; peak RSS (sum) %.0f MB",
-             export["images"], export["images_per_second"], 100 * export["ratio_to_forward"],
-             export["peak_rss_mb_sum_sampled"])
+    export = {**run_metrics, "peak_rss_mb_sum_sampled": round(peak / 2**20, 1), "parquet_bytes": size,
+              "command": " ".join(command[1:])}
+    log.info("export of %d images (%s): %.0f images/s; peak RSS (sum) %.0f MB", export["images"],
+             " ".join(extra) or "defaults", export["images_per_second"], export["peak_rss_mb_sum_sampled"])
     return export
 
 
@@ -232,7 +250,7 @@ def time_to_target(params, images, labels, judge, device, target: float, check_e
         """Judge the EMA generator every ``check_every`` steps; True (stop) at the target or the time limit."""
         if step % check_every:
             return False
-        _sync(device)
+        sync(device)
         clock["train"] += time.perf_counter() - clock["last"]
         probs, _, wanted = judged_samples(generator, judge, torch.Generator().manual_seed(0))  # same z every check
         cca, _ = class_conditional_accuracy(probs.argmax(1).numpy(), wanted.numpy())
