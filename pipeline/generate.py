@@ -3,11 +3,11 @@
 Writes exactly N images per requested digit to OUT as Parquet shards part-00000.parquet, ... (Hugging
 Face Image + ClassLabel features, row groups written as they fill) and/or an image folder
 OUT/<label>/<index>.png, plus OUT/manifest.json (shard sha256, counts, provenance) and an OUT/README.md
-dataset card. Sampling runs here (--precision: float32, or bfloat16 where the CPU or GPU has it natively;
-BatchNorm folded, channels-last) while a writer process PNG-encodes and writes (--writers: more encoder
-processes for many cores or a GPU), so memory stays flat whatever N is. Same checkpoint, seed and
-precision on one machine: the same bytes; float32 exports are also the same across CPU types. The export is assembled in a temporary folder beside OUT and renamed into place when
-complete; --shard-index writes one shard alone, byte-identical to the same shard of a full run.
+dataset card. G samples with BatchNorm folded and channels-last (--precision: float32, or bfloat16 where
+the CPU or GPU has it natively); PNG encoding and writing run between its batches or, with --writers N,
+in N processes beside it; memory stays flat whatever N is. Same checkpoint, seed and precision on one
+machine: the same bytes; float32 exports are also the same on other CPU types. The export is assembled in
+a temporary folder beside OUT and renamed into place when complete; --shard-index writes one shard alone, byte-identical to the same shard of a full run.
 With --min-confidence p, only images the classifier (--judge) assigns to their digit with probability
 >= p are kept (rejection sampling; exact counts still hold).
 """
@@ -90,7 +90,8 @@ def parse_digits(text: str | None) -> list[int]:
                    "AVX-512 BF16 or AMX, or on a GPU with bfloat16; else float32). The DVC stage passes "
                    "generate.precision.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Torch threads for sampling. Default: torch's (all cores; the writer runs at lower priority).")
+              help="Torch threads for sampling. Default: torch's (all cores; writer processes run at lower "
+                   "priority).")
 @click.option("--writers", type=click.IntRange(min=0), default=None,
               help="Processes that PNG-encode and write beside the sampling one; 0 = encode between batches of G "
                    "in the sampling process. Default: 0 when G runs on the CPU (its threads use every core), "
@@ -158,7 +159,8 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
         peak = {"peak_rss_mb_sampler": _peak_mb(), "peak_rss_mb_writer": writer_peak}
         if metrics:
             write_json(metrics, {"images": total, "format": fmt, "seed": seed, "latent_scale": latent_scale,
-                                 "precision": generator.precision, "writers": writers, "shards": len(shards), "wall_seconds": round(elapsed, 2),
+                                 "precision": generator.precision, "writers": writers, "shards": len(shards),
+                                 "wall_seconds": round(elapsed, 2),
                                  "export_seconds": round(export_seconds, 2),
                                  "images_per_second": round(total / export_seconds, 1),
                                  "torch_threads": torch.get_num_threads(), **peak})

@@ -18,6 +18,7 @@ import pytest
 from pipeline.core.params import load_params
 from pipeline.core.utils import PipelineError, sha256_file
 from pipeline.generation.formats import decode_png, export_schema
+from pipeline.generation.inference import InferenceGenerator
 from pipeline.generation.interactive import (
     GENERATOR_ENV,
     JUDGE_ENV,
@@ -46,7 +47,8 @@ SCALE = load_params(REPO / "params.yaml").generate.latent_scale
 @pytest.fixture(scope="module")
 def models():
     generator, _ = load_generator(REPO / "models" / "generator.pt")
-    return generator, load_classifier(REPO / "models" / "judge.pt")
+    # As the app loads it: the inference path in pipeline.generate's default precision.
+    return InferenceGenerator(generator, "auto"), load_classifier(REPO / "models" / "judge.pt")
 
 
 # --- pipeline.generation.interactive

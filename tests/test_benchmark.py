@@ -7,7 +7,7 @@ import torch
 from pipeline.core.params import ClassifierParams, load_params
 from pipeline.core.utils import bfloat16_is_native, sha256_file
 from pipeline.data.splits import to_tensor, to_uint8
-from pipeline.generation.inference import bfloat16_inference_is_native
+from pipeline.generation.inference import bfloat16_inference_is_native, sample_images
 from pipeline.reporting.records import validate_ablation_record
 from pipeline.tools import ablation
 from pipeline.training.cgan import generator_flops_per_image, sample
@@ -183,5 +183,5 @@ def test_scaled_latent_samples_g_of_scaled_z(tiny_checkpoint):
     z, labels = torch.randn(4, generator.config.z_dim), torch.tensor([0, 3, 7, 9])
     scaled = ablation.sampling_variant(generator, latent_scale=1.5, standing_batches=0, batch_size=8)
     assert scaled.config == generator.config
-    assert torch.equal(sample(scaled, z, labels), sample(generator, 1.5 * z, labels))
+    assert torch.equal(sample_images(scaled, z, labels), sample_images(generator, 1.5 * z, labels))
     assert ablation.sampling_variant(generator, 1.0, 0, 8) is generator  # plain sampling: the generator itself

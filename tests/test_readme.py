@@ -86,3 +86,25 @@ def test_readme_layout_is_the_tree_of_the_package():
     assert sorted(m for m in top if m not in layout) == []
     named = set(re.findall(r"\b(\w+\.py)\b", layout))
     assert named <= top
+
+
+def speed_lines() -> str:
+    """The README's speed figures, formatted from ``reports/metrics/benchmark.json`` (the benchmark's 1M-image
+    exports and forward passes, one run on one machine)."""
+    bench = json.loads((REPO / "reports" / "metrics" / "benchmark.json").read_text())
+    machine, inference, runs = bench["machine"], bench["inference"], bench["export"]["runs"]
+    default, baseline, forward = runs["default"], runs["baseline"], inference["forward_images_per_second"]
+    peak = max(run["peak_rss_mb_sum_sampled"] for run in runs.values())
+    return (f"On the benchmark's machine ({machine['cpu']}, {machine['torch_threads']} threads), a "
+            f"{default['images']:,}-image export with the defaults ran at {default['images_per_second']:,.0f} "
+            f"images/s in {default['precision']}, {bench['export']['speedup_over_baseline']:.2f} × the "
+            f"{baseline['images_per_second']:,.0f} images/s of the float32 reference path (G as trained, "
+            f"channels-first, PNG encoding in one process beside it) and {100 * default['ratio_to_forward']:.0f} % "
+            f"of G's forward pass in {default['precision']} ({forward[default['precision']]:,.0f} images/s); "
+            f"`--precision float32` ran at {runs['float32']['images_per_second']:,.0f} images/s. No run "
+            f"held more than {peak:,.0f} MB in all its processes (`reports/metrics/benchmark.json`).")
+
+
+def test_readme_speed_figures_equal_the_benchmark():
+    section = README.split("<!-- speed -->\n", 1)[1].split("\n\n", 1)[0]
+    assert " ".join(section.split()) == speed_lines()

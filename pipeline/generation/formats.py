@@ -72,8 +72,8 @@ def image_path(label: int, index: int) -> str:
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-#: Deflate level of the PNGs: zlib-ng's level 1 (its fastest that still compresses; levels 2-9 spend several
-#: times the CPU for a few percent fewer bytes on 28x28 digits).
+#: Deflate level of the PNGs: zlib-ng's fastest level that still compresses, since encoding shares the CPU
+#: cores with G; higher levels buy slightly smaller shards with more CPU time per image.
 PNG_LEVEL = 1
 
 
@@ -88,8 +88,8 @@ def encode_pngs(images: np.ndarray, compress=None) -> list[bytes]:
 
     Written here rather than with Pillow, and with zlib-ng rather than the standard library's zlib, because
     encoding runs on the CPU cores that also sample G: Pillow's per-image overhead and zlib's compression of
-    small inputs cost several times zlib-ng's level 1 per 28x28 image (benchmark: ``png_encode`` in
-    reports/metrics/benchmark.json). Pillow decodes the result to the same pixels (tested). ``compress`` (bytes ->
+    small inputs cost several times zlib-ng's level 1 per 28x28 image (``inference.png_encode_us_per_image``
+    in reports/metrics/benchmark.json). Pillow decodes the result to the same pixels (tested). ``compress`` (bytes ->
     zlib stream) replaces the deflater, for that benchmark.
     """
     compress = compress or (lambda data: zlib_ng.compress(data, PNG_LEVEL))

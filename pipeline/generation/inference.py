@@ -151,11 +151,14 @@ class InferenceGenerator(nn.Module):
         return torch.cat(images).contiguous() if images else torch.empty(0, 1, 28, 28)
 
 
-def sample_images(generator: Generator | InferenceGenerator, z: torch.Tensor, labels: torch.Tensor,
-                  batch_size: int = 1000, precision: str = "float32") -> torch.Tensor:
+def sample_images(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000,
+                  precision: str = "float32") -> torch.Tensor:
     """G(z, y) for ``z (N, z_dim)`` and ``labels (N,) int64`` in batches of ``batch_size``: ``(N, 1, 28, 28)
-    float32`` in [-1, 1] on the CPU, through :class:`InferenceGenerator` (a plain generator is wrapped with
-    ``precision``)."""
-    model = generator if isinstance(generator, InferenceGenerator) else InferenceGenerator(generator, precision)
-    out = [model(z[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(z), batch_size)]
+    float32`` in [-1, 1] on the CPU. A :class:`Generator` runs as an :class:`InferenceGenerator` with
+    ``precision``; any other module with the same call (an :class:`InferenceGenerator`, a wrapper of one) runs
+    as it is."""
+    model = InferenceGenerator(generator, precision) if isinstance(generator, Generator) else generator
+    with torch.inference_mode():
+        out = [model(z[i : i + batch_size], labels[i : i + batch_size]).float().cpu()
+               for i in range(0, len(z), batch_size)]
     return torch.cat(out) if out else torch.empty(0, 1, 28, 28)

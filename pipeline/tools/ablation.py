@@ -50,6 +50,7 @@ from pipeline.core.utils import get_device, save_checkpoint, sha256_file, write_
 from pipeline.data.splits import load_splits, to_tensor
 from pipeline.evaluation.judging import exported_samples, judged_samples
 from pipeline.evaluation.metrics import class_conditional_accuracy, frechet_distance, precision_recall_density_coverage
+from pipeline.generation.inference import InferenceGenerator
 from pipeline.reporting.records import ABLATION_SCHEMA_VERSION, read_ablation_record, validate_ablation_record
 from pipeline.training.cgan import EpochLog, train_cgan
 from pipeline.training.checkpoints import load_classifier, load_generator, model_checkpoint
@@ -75,9 +76,9 @@ class ScaledLatent(nn.Module):
     (Brock et al. 2019: fidelity for diversity), > 1 away from it.
     """
 
-    def __init__(self, generator: nn.Module, scale: float):
+    def __init__(self, generator: Generator, scale: float):
         super().__init__()
-        self.generator, self.scale, self.config = generator, scale, generator.config
+        self.generator, self.scale, self.config = InferenceGenerator(generator), scale, generator.config
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.generator(z * self.scale, labels)
