@@ -145,10 +145,11 @@ class InferenceGenerator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         z, labels = z.to(self.device), labels.to(self.device)
         chunk = CPU_CHUNK if self.device.type == "cpu" and self.record["path"] != "reference" else max(1, len(z))
+        images = torch.empty(len(z), 1, 28, 28)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
-            images = [self.model(z[i : i + chunk], labels[i : i + chunk]).float().cpu()
-                      for i in range(0, len(z), chunk)]
-        return torch.cat(images).contiguous() if images else torch.empty(0, 1, 28, 28)
+            for i in range(0, len(z), chunk):  # copy_ converts to float32 and channels-first in one pass
+                images[i : i + chunk].copy_(self.model(z[i : i + chunk], labels[i : i + chunk]))
+        return images
 
 
 def sample_images(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000,
