@@ -47,7 +47,9 @@ CPU_CHUNK = 500
 def bfloat16_inference_is_native(device: torch.device) -> bool:
     """Whether ``device`` has native bfloat16 arithmetic: on a CPU, AVX-512 BF16 or AMX tiles (torch's own
     queries ``torch.cpu._is_avx512_bf16_supported()`` and ``torch.cpu._is_amx_tile_supported()``); on CUDA,
-    ``torch.cuda.is_bf16_supported()``; other devices: False."""
+    ``torch.cuda.is_bf16_supported()``; other devices: False. Stricter than
+    :func:`pipeline.core.utils.bfloat16_is_native`, the training autocast's test, which also accepts oneDNN's
+    bfloat16 on AVX-512 without BF16 instructions (fast enough for training, not faster than float32 here)."""
     if device.type == "cpu":
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     if device.type == "cuda":
@@ -132,6 +134,7 @@ class InferenceGenerator(nn.Module):
         super().__init__()
         self.device = next(generator.parameters()).device
         self.config: GeneratorConfig = generator.config
+        self.reference = reference
         self.precision = "float32" if reference else resolve_precision(precision, self.device)
         if reference:
             self.model = copy.deepcopy(generator).eval()
@@ -144,7 +147,7 @@ class InferenceGenerator(nn.Module):
     @torch.inference_mode()
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         z, labels = z.to(self.device), labels.to(self.device)
-        chunk = CPU_CHUNK if self.device.type == "cpu" and self.record["path"] != "reference" else max(1, len(z))
+        chunk = CPU_CHUNK if self.device.type == "cpu" and not self.reference else max(1, len(z))
         images = torch.empty(len(z), 1, 28, 28)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
             for i in range(0, len(z), chunk):  # copy_ converts to float32 and channels-first in one pass

@@ -76,7 +76,7 @@ class WriterProcess:
     def peak_rss_mb(self) -> float | None:
         """The peak resident memory so far of the writer and its encoder processes, summed (``VmHWM`` of each;
         Linux only, else None)."""
-        peaks = [_peak_rss_kib(pid) for pid in [self.process.pid, *_children(self.process.pid)]]
+        peaks = [_peak_rss_kib(pid) for pid in [self.process.pid, *child_pids(self.process.pid)]]
         return None if peaks[0] is None else round(sum(p or 0 for p in peaks) / 1024, 1)
 
     def close(self) -> None:
@@ -129,7 +129,8 @@ def _peak_rss_kib(pid: int) -> int | None:
     return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
+    """The process ids of ``pid``'s children (Linux ``/proc``; [] elsewhere or once it has exited)."""
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     except OSError:

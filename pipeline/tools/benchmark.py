@@ -11,7 +11,8 @@ Measures, with the params.yaml defaults:
     5,000 EMA-generator samples, judged by the judge on the VALIDATION protocol, reaches the
     target (checked every ``--check-every`` steps; checking time excluded), or ``--max-minutes``;
   * the inference path (``inference``, measured last: it tunes the process's malloc): G's forward pass
-    on the reference path (float32, channels-first, BatchNorm as trained: the figure above) against the
+    on the reference path (float32, channels-first, BatchNorm as trained: the figure above, timed again
+    next to the others) against the
     folded channels-last path in float32 and, where native, bfloat16; whether ``torch.compile`` pays back
     its compile time for 10,000, 60,000 and 1,000,000 images; PNG encoding µs per image with the
     standard library's zlib at level 6 (the encoder before zlib-ng) and with zlib-ng at level 1;
@@ -47,6 +48,7 @@ from pipeline.core.utils import PipelineError, bfloat16_is_native, get_device, w
 from pipeline.data.splits import load_splits, to_tensor
 from pipeline.evaluation.judging import PER_CLASS, judged_samples
 from pipeline.evaluation.metrics import class_conditional_accuracy
+from pipeline.generation.staging import child_pids
 from pipeline.generation.throughput import generator_throughput, inference_benchmark, sync
 from pipeline.training.cgan import generator_flops_per_image, train_cgan
 from pipeline.training.checkpoints import load_classifier, load_generator
@@ -231,8 +233,7 @@ def _tree_rss(pid: int) -> int:
     """Bytes resident in ``pid`` and its children (Linux /proc; 0 elsewhere)."""
     total = 0
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        for p in [pid, *map(int, children)]:
+        for p in [pid, *child_pids(pid)]:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
