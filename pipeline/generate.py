@@ -7,18 +7,23 @@ dataset card. G samples with BatchNorm folded and channels-last (--precision: fl
 the CPU or GPU has it natively); PNG encoding and writing run between its batches or, with --writers N,
 in N processes beside it; memory stays flat whatever N is. Same checkpoint, seed and precision on one
 machine: the same bytes; float32 exports are also the same on other CPU types. The export is assembled in
-a temporary folder beside OUT and renamed into place when complete; --shard-index writes one shard alone, byte-identical to the same shard of a full run.
+a temporary folder beside OUT and renamed into place when complete; --shard-index writes one shard alone,
+byte-identical to the same shard of a full run.
 With --min-confidence p, only images the classifier (--judge) assigns to their digit with probability
 >= p are kept (rejection sampling; exact counts still hold).
+
+OUT may be a URL (file://, s3://bucket/prefix, or any pyarrow or fsspec file system): the export is staged
+beside it and published once complete, manifest.json last. With --ray ADDRESS each shard is a task on a Ray
+cluster (local starts one here), written byte-identically to the same shard of a run on one machine.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import resource
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,12 +32,14 @@ import torch
 
 from pipeline.core.cli import run, user_errors
 from pipeline.core.params import load_params
-from pipeline.core.utils import PipelineError, get_device, sha256_file, temporary_sibling, write_json
+from pipeline.core.utils import PipelineError, get_device, sha256_file, write_json
 from pipeline.generation.card import dataset_card
+from pipeline.generation.destination import Destination
+from pipeline.generation.distributed import RayOptions, ShardJob, connect, disconnect, export_on_ray
 from pipeline.generation.inference import PRECISIONS, InferenceGenerator
 from pipeline.generation.manifest import build_manifest, card_quality, curation_record, inference_record
 from pipeline.generation.sampling import LatentStreams, ShardLayout
-from pipeline.generation.staging import check_free_disk, export_shards, move_into_place, open_writer
+from pipeline.generation.staging import check_free_disk, default_writers, export_shards, open_writer
 from pipeline.training.checkpoints import load_classifier, load_generator
 from pipeline.training.networks import NUM_CLASSES
 
@@ -63,7 +70,8 @@ def parse_digits(text: str | None) -> list[int]:
               help="Images per digit. Default: generate.per_class in params.yaml.")
 @click.option("--digits", default=None, help="Comma-separated digits to generate, e.g. 0,3,7. Default: 0-9.")
 @click.option("--seed", type=int, default=None, help="Sampling seed. Default: generate.seed in params.yaml.")
-@click.option("--out", default="data/generated", show_default=True, type=click.Path(), help="Output folder.")
+@click.option("--out", default="data/generated", show_default=True,
+              help="Output folder: a path or a URL (file:///..., s3://bucket/prefix with the usual AWS settings).")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "imagefolder", "both"]), default="parquet",
               show_default=True, help="Parquet shards, ImageFolder tree, or both.")
 @click.option("--checkpoint", default="models/generator.pt", show_default=True, help="Generator checkpoint.")
@@ -96,13 +104,24 @@ def parse_digits(text: str | None) -> list[int]:
               help="Processes that PNG-encode and write beside the sampling one; 0 = encode between batches of G "
                    "in the sampling process. Default: 0 when G runs on the CPU (its threads use every core), "
                    "else the CPU cores less one, at most 8.")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run each shard as a Ray task: local (a cluster on this machine), auto (the cluster of `ray job "
+                   "submit` or RAY_ADDRESS), HOST:PORT or ray://HOST:PORT. Tasks run in parallel across shards: "
+                   "set --num-shards. Needs pip install -e '.[ray]'.")
+@click.option("--ray-cpus-per-task", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Logical CPUs Ray reserves for each shard task (also its torch threads, unless --threads).")
+@click.option("--ray-gpus-per-task", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="GPUs Ray reserves for each shard task; > 0 samples on CUDA.")
+@click.option("--ray-retries", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Times Ray reruns a shard task whose worker died or that hit an I/O error.")
 @click.option("--reference", is_flag=True, hidden=True,
               help="Sample with the reference path (float32, channels-first, BatchNorm as trained): the "
                    "benchmark's baseline.")
 @click.option("--metrics", default=None, type=click.Path(dir_okay=False),
               help="Also write wall time, images/s and peak memory to this JSON (the DVC stage does).")
 def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, latent_scale, shard_size, num_shards,
-         shard_index, overwrite, params_path, device, precision, threads, writers, reference, metrics) -> None:
+         shard_index, overwrite, params_path, device, precision, threads, writers, ray_address, ray_cpus_per_task,
+         ray_gpus_per_task, ray_retries, reference, metrics) -> None:
     with user_errors():
         start = time.perf_counter()
         params = load_params(params_path).generate
@@ -115,30 +134,44 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
                   else ShardLayout.with_shard_size(wanted, per_class, shard_size))
         shards = [shard_index] if shard_index is not None else list(range(layout.num_shards))
         total = sum(len(layout.shard_rows(s)) for s in shards)
-        out = Path(out)
-        if out.exists() and not overwrite:
+        destination = Destination.parse(out)
+        if destination.exists() and not overwrite:
             raise PipelineError(f"{out} already exists; pass --overwrite to replace it")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        check_free_disk(out, total, fmt)
+        if ray_address is None:
+            check_free_disk(Path(destination.path).parent if destination.is_local else Path(tempfile.gettempdir()),
+                            total, fmt)
         if threads:
             torch.set_num_threads(threads)
         dev = get_device(device)
         trained, ckpt = load_generator(checkpoint, dev)
         generator = InferenceGenerator(trained, precision, reference=reference)
-        if writers is None:
-            writers = 0 if dev.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
+        writers = default_writers(dev) if writers is None and ray_address is None else writers
         classifier = load_classifier(judge, dev) if min_confidence > 0 or Path(judge).is_file() else None
         curator = classifier if min_confidence > 0 else None
-        latents = LatentStreams(seed, generator.config.z_dim, scale=latent_scale)
-        tmp = temporary_sibling(out)
-        writer = open_writer(tmp, fmt, curator is not None, seed, writers)
+        staging = destination.staging()
+        # Everything is written here first: the staging folder itself when it is local, else a local folder
+        # that is uploaded to it (the shards of Ray tasks go to the staging location directly).
+        local = Path(staging.path) if staging.is_local else Path(tempfile.mkdtemp(prefix="generate-"))
+        writer, ray_record = None, None
         try:
             sample_start = time.perf_counter()
-            done = export_shards(generator, latents, layout, shards, params.batch_size, writer, tmp, curator,
-                                 min_confidence)
+            if ray_address is not None:
+                done, ray_record = _export_on_ray(
+                    ray_address, RayOptions(ray_address, ray_cpus_per_task, ray_gpus_per_task, ray_retries),
+                    ShardJob(layout, seed, fmt, latent_scale, params.batch_size, precision, reference,
+                             "cuda" if ray_gpus_per_task > 0 else dev.type,
+                             writers, min_confidence, threads or max(1, int(ray_cpus_per_task))),
+                    shards, checkpoint, judge if curator is not None else None, staging)
+                inference = done["inference"][0] if len(done["inference"]) == 1 else done["inference"]
+            else:
+                writer = open_writer(local, fmt, curator is not None, seed, writers)
+                done = export_shards(generator, LatentStreams(seed, generator.config.z_dim, scale=latent_scale),
+                                     layout, shards, params.batch_size, writer, local, curator, min_confidence)
+                inference = inference_record(generator, dev)
             export_seconds = time.perf_counter() - sample_start
-            writer_peak = writer.peak_rss_mb()
-            writer.close()
+            writer_peak = writer.peak_rss_mb() if writer else None
+            if writer:
+                writer.close()
             quality = card_quality(classifier, judge, done["first"], curator is not None) if classifier else None
             manifest = build_manifest(
                 layout=layout, shards=done["shards"], shard_index=shard_index, seed=seed, fmt=fmt,
@@ -147,27 +180,47 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
                             "model_args": ckpt["model_args"], "params": ckpt["params"]},
                 curation=None if curator is None else curation_record(
                     min_confidence, judge, sha256_file(judge), done["draws"], done["kept"], wanted),
-                quality=quality, batch_size=params.batch_size, inference=inference_record(generator, dev))
-            write_json(tmp / "manifest.json", manifest)
-            (tmp / "README.md").write_text(dataset_card(manifest))
-            move_into_place(tmp, out, overwrite)
+                quality=quality, batch_size=params.batch_size, inference=inference, ray=ray_record)
+            write_json(local / "manifest.json", manifest)
+            (local / "README.md").write_text(dataset_card(manifest))
+            staging.upload(local)
+            staging.publish(destination, overwrite)
         except BaseException:
-            writer.close()
-            shutil.rmtree(tmp, ignore_errors=True)
+            if writer:
+                writer.close()
+            staging.remove()
             raise
+        finally:
+            if not staging.is_local:
+                shutil.rmtree(local, ignore_errors=True)
         elapsed = time.perf_counter() - start
         peak = {"peak_rss_mb_sampler": _peak_mb(), "peak_rss_mb_writer": writer_peak}
+        precision_used = manifest["inference"]["precision"] if isinstance(inference, dict) else "mixed"
         if metrics:
             write_json(metrics, {"images": total, "format": fmt, "seed": seed, "latent_scale": latent_scale,
-                                 "precision": generator.precision, "writers": writers, "shards": len(shards),
+                                 "precision": precision_used, "writers": writers, "shards": len(shards),
                                  "wall_seconds": round(elapsed, 2),
                                  "export_seconds": round(export_seconds, 2),
                                  "images_per_second": round(total / export_seconds, 1),
-                                 "torch_threads": torch.get_num_threads(), **peak})
+                                 "torch_threads": torch.get_num_threads(), **peak,
+                                 **({"ray": ray_record} if ray_record else {})})
         writers_peak = "" if writer_peak is None else f" + {writer_peak} MB (writers)"
-        log.info("wrote %d images in %d shard(s) to %s in %s: %.0f images/s (sample + encode + write), %.1f s in "
-                 "all, peak RSS %s MB%s", total, len(shards), out, generator.precision, total / export_seconds,
+        where = f" on Ray ({len(shards)} tasks on {len(ray_record['nodes'])} node(s))" if ray_record else ""
+        log.info("wrote %d images in %d shard(s) to %s%s in %s: %.0f images/s (sample + encode + write), %.1f s "
+                 "in all, peak RSS %s MB%s", total, len(shards), out, where, precision_used, total / export_seconds,
                  elapsed, peak["peak_rss_mb_sampler"], writers_peak)
+
+
+def _export_on_ray(address, options, job, shards, checkpoint, judge, staging) -> tuple[dict, dict]:
+    """The shards of ``job`` as Ray tasks (:mod:`pipeline.generation.distributed`; it imports Ray only when
+    called, so the single-machine path needs none): ``(export_shards-like result, the manifest's "ray" record)``."""
+    connect(address)
+    try:
+        done = export_on_ray(job, shards, Path(checkpoint).read_bytes(),
+                             None if judge is None else Path(judge).read_bytes(), staging, options)
+        return done, {**options.record(), "tasks": len(shards), "nodes": done["nodes"]}
+    finally:
+        disconnect()
 
 
 def _peak_mb() -> float:

@@ -1,4 +1,6 @@
+import importlib.util
 import json
+import os
 from dataclasses import asdict
 from types import SimpleNamespace
 
@@ -67,6 +69,16 @@ def test_benchmark_writes_throughputs_and_time_to_target(tiny_project, tiny_chec
         runs["default"]["images_per_second"] / runs["baseline"]["images_per_second"], 2)
     assert runs["baseline"]["ratio_to_forward"] == round(runs["baseline"]["images_per_second"]
                                                          / forward["reference_float32"], 3)
+    ray_runs = bench["export"]["ray_runs"]
+    if importlib.util.find_spec("ray"):  # the dev install has it
+        assert set(ray_runs) == {"ray_1_worker", "ray_2_workers"}
+        for run in ray_runs.values():
+            assert run["images"] == 30 and run["ray"]["address"] == "local" and run["ray"]["tasks"] == 1
+            assert run["ratio_to_default"] == round(run["images_per_second"] / runs["default"]["images_per_second"], 3)
+        cores = os.cpu_count()
+        assert ray_runs["ray_2_workers"]["ray"]["cpus_per_task"] == max(1, cores // 2)
+    else:
+        assert ray_runs == {}
 
 
 def test_benchmark_rejects_bad_counts(tiny_checkpoint):

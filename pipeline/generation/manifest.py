@@ -77,18 +77,20 @@ def inference_record(generator: InferenceGenerator, device: torch.device) -> dic
 
 def build_manifest(layout: ShardLayout, shards: list[dict], shard_index: int | None, seed: int, fmt: str,
                    checkpoint: dict, curation: dict | None, quality: dict | None, batch_size: int,
-                   latent_scale: float = 1.0, inference: dict | None = None) -> dict:
+                   latent_scale: float = 1.0, inference: dict | None = None, ray: dict | None = None) -> dict:
     """The manifest of an export of ``shards`` (each ``{"index", "first_row", "file", "rows", "bytes",
     "sha256"}``) cut from ``layout``; ``shard_index`` is set when only that shard was written;
     ``latent_scale``: the s of z ~ N(0, s² I) (:class:`pipeline.generation.sampling.LatentStreams`);
-    ``inference``: :func:`inference_record`."""
+    ``inference``: :func:`inference_record` (a list of them when Ray tasks on different machines ran G
+    differently); ``ray``: how a Ray run was spread (:class:`pipeline.generation.distributed.RayOptions`,
+    ``tasks``, ``nodes``), absent for a run on one machine."""
     counts = dict.fromkeys(map(str, layout.digits), 0)
     for shard in shards:
         rows = range(shard["first_row"], shard["first_row"] + shard["rows"])
         labels, _ = layout.labels_and_indices(rows)
         for digit, count in zip(*np.unique(labels, return_counts=True)):
             counts[str(digit)] += int(count)
-    return {
+    manifest = {
         "total": sum(s["rows"] for s in shards),
         "counts": counts,
         "seed": seed,
@@ -109,3 +111,6 @@ def build_manifest(layout: ShardLayout, shards: list[dict], shard_index: int | N
         "pillow_version": PIL.__version__,
         "zlib_ng_version": zlib_ng.__version__,
     }
+    if ray is not None:
+        manifest["ray"] = ray
+    return manifest

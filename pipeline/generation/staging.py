@@ -1,5 +1,5 @@
-"""Where and how an export is written (the parent's side of ``pipeline.generate``): the free-space check,
-the final rename into place, and the writer process that
+"""How an export is written (the parent's side of ``pipeline.generate``): the free-space check, the
+sampling loop, and the writer process that
 PNG-encodes and writes while G samples (``pipeline.generation.writer``).
 """
 
@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from pipeline.core.utils import PipelineError, replace_path, sha256_file
+from pipeline.core.utils import PipelineError, sha256_file
 from pipeline.generation.formats import BYTES_PER_IMAGE
 from pipeline.generation.inference import InferenceGenerator
 from pipeline.generation.sampling import LatentStreams, ShardLayout, sample_rows
@@ -26,13 +27,19 @@ from pipeline.training.networks import NUM_CLASSES, Classifier, Generator
 log = logging.getLogger(__name__)
 
 
-def check_free_disk(out: Path, images: int, fmt: str) -> None:
-    """Raise :class:`PipelineError` when the file system of ``out`` lacks room for ``images`` images."""
+def check_free_disk(folder: Path, images: int, fmt: str) -> None:
+    """Raise :class:`PipelineError` when the file system of ``folder`` lacks room for ``images`` images."""
     per_image = sum(BYTES_PER_IMAGE[f] for f in (["parquet", "imagefolder"] if fmt == "both" else [fmt]))
-    needed, free = images * per_image, shutil.disk_usage(out.parent).free
+    needed, free = images * per_image, shutil.disk_usage(folder).free
     if needed > free:
-        raise PipelineError(f"{images:,} images need about {needed / 1e9:,.1f} GB but {out.parent} has only "
+        raise PipelineError(f"{images:,} images need about {needed / 1e9:,.1f} GB but {folder} has only "
                             f"{free / 1e9:,.1f} GB free; lower --per-class")
+
+
+def default_writers(device: torch.device) -> int:
+    """Writer processes when ``--writers`` is not given: 0 when G runs on the CPU (its threads use every core),
+    else the CPU cores less one, at most 8."""
+    return 0 if device.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 class WriterProcess:
@@ -138,18 +145,11 @@ def child_pids(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
-def move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Rename the finished export ``tmp`` to ``out`` (:func:`pipeline.core.utils.replace_path`); an existing
-    ``out`` is replaced only with ``overwrite``."""
-    if out.exists() and not overwrite:  # appeared while we were writing
-        raise PipelineError(f"{out} already exists; pass --overwrite to replace it")
-    replace_path(tmp, out)
-
-
 def export_shards(generator: Generator | InferenceGenerator, latents: LatentStreams, layout: ShardLayout, shards: list[int],
                   batch_size: int, writer: WriterProcess | InlineWriter, root: Path, curator: Classifier | None = None,
-                  min_confidence: float = 0.0, keep_first: int = 2000) -> dict:
-    """Sample every row of ``shards`` in batches of ``batch_size`` and send them to ``writer``.
+                  min_confidence: float = 0.0, keep_first: int = 2000, progress: bool = True) -> dict:
+    """Sample every row of ``shards`` in batches of ``batch_size`` and send them to ``writer`` (a progress bar
+    unless not ``progress``).
 
     Returns:
         ``{"shards": [{"index", "first_row", "file", "rows", "bytes", "sha256"}], "draws": (10,) int64,
@@ -157,7 +157,7 @@ def export_shards(generator: Generator | InferenceGenerator, latents: LatentStre
     """
     out = {"shards": [], "draws": np.zeros(NUM_CLASSES, np.int64), "kept": np.zeros(NUM_CLASSES, np.int64), "first": []}
     total = sum(len(layout.shard_rows(s)) for s in shards)
-    with tqdm(total=total, desc="generate", unit="img", mininterval=1.0, smoothing=0.1) as bar:
+    with tqdm(total=total, desc="generate", unit="img", mininterval=1.0, smoothing=0.1, disable=not progress) as bar:
         for shard in shards:
             rows = layout.shard_rows(shard)
             writer.send(("open", shard))

@@ -21,7 +21,9 @@ Measures, with the params.yaml defaults:
     inference path) and with the defaults (``--precision auto``, writers in the sampling process), plus
     ``--precision float32`` and the default with 1 and 2 writer processes: images/s, the default's ratio to
     the baseline and to G's forward pass in its precision, and peak memory (the sum of the RSS of the
-    processes, sampled every 0.1 s: an upper bound, as the writers share pages with their parent).
+    process and its descendants, sampled every 0.1 s: an upper bound, as the writers share pages with their
+    parent); where Ray is installed, also the defaults with ``--ray local`` and 1 and 2 workers (shard tasks
+    at a time), and their images/s as a share of the default's on one machine (``ray_runs``).
     ``--export-only`` skips the training figures and keeps those already in ``--out``.
 Figures depend on the machine, so the JSON records it (``pipeline.core.machine.machine_info``: CPU model and SIMD
 level, threads, device, torch, whether bfloat16 is native).
@@ -32,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -178,16 +181,36 @@ def autocast_comparison(cgan: CGANParams, judge: ClassifierParams, images: torch
 #: The exports the benchmark runs: name -> extra arguments of ``python -m pipeline.generate``.
 EXPORT_RUNS = {"baseline": ["--reference", "--writers", "1"], "default": [], "float32": ["--precision", "float32"],
                "default_writers_1": ["--writers", "1"], "default_writers_2": ["--writers", "2"]}
+#: Ray workers (concurrent shard tasks) of the benchmark's ``--ray local`` exports; each task reserves the
+#: machine's cores divided by this many CPUs.
+RAY_WORKERS = (1, 2)
+
+
+def ray_runs() -> dict[str, list[str]]:
+    """The defaults on a local Ray cluster (:data:`RAY_WORKERS`): name -> extra arguments of ``pipeline.generate``;
+    {} when Ray is not installed."""
+    try:
+        import ray  # noqa: F401 - only whether it is there
+    except ImportError:
+        return {}
+    cores = os.cpu_count() or 1
+    return {f"ray_{workers}_worker{'s' if workers > 1 else ''}":
+            ["--ray", "local", "--ray-cpus-per-task", str(max(1, cores // workers))] for workers in RAY_WORKERS}
 
 
 def export_comparison(params_path: str, checkpoint: str, judge_path: str, per_class: int) -> dict:
-    """Every export of :data:`EXPORT_RUNS`, one after the other, and the default's speed-up on the baseline."""
+    """Every export of :data:`EXPORT_RUNS` and :func:`ray_runs`, one after the other, the default's speed-up on
+    the baseline, and each Ray run's images/s as a share of the default's on one machine."""
     runs = {name: export_benchmark(params_path, checkpoint, judge_path, per_class, extra)
             for name, extra in EXPORT_RUNS.items()}
     speedup = runs["default"]["images_per_second"] / runs["baseline"]["images_per_second"]
     log.info("export: default %.0f images/s = %.2fx the baseline's %.0f", runs["default"]["images_per_second"],
              speedup, runs["baseline"]["images_per_second"])
-    return {"runs": runs, "speedup_over_baseline": round(speedup, 2)}
+    ray = {name: export_benchmark(params_path, checkpoint, judge_path, per_class, extra)
+           for name, extra in ray_runs().items()}
+    for run_result in ray.values():
+        run_result["ratio_to_default"] = round(run_result["images_per_second"] / runs["default"]["images_per_second"], 3)
+    return {"runs": runs, "speedup_over_baseline": round(speedup, 2), "ray_runs": ray}
 
 
 def _add_export_ratios(result: dict) -> None:
@@ -230,15 +253,18 @@ def export_benchmark(params_path: str, checkpoint: str, judge_path: str, per_cla
 
 
 def _tree_rss(pid: int) -> int:
-    """Bytes resident in ``pid`` and its children (Linux /proc; 0 elsewhere)."""
-    total = 0
-    try:
-        for p in [pid, *child_pids(pid)]:
+    """Bytes resident in ``pid`` and all its descendants (writer pools, a local Ray cluster's workers; Linux
+    /proc; 0 elsewhere)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += child_pids(p)
+        try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
+        except (OSError, ValueError):
+            continue
     return total
 
 

@@ -1,0 +1,216 @@
+"""Generation on a Ray cluster (``pipeline.generate --ray ADDRESS``): one Ray task per shard.
+
+Each task loads G from the checkpoint bytes the driver put in Ray's object store, writes its shard with the
+single-machine path (:func:`pipeline.generation.staging.export_shards`) into a local temporary folder, and
+uploads it to the export's staging location (:class:`pipeline.generation.destination.Destination`); the
+driver (``pipeline.generate``) writes manifest.json and the dataset card once every shard has landed, then
+publishes. A shard is a pure function of (checkpoint, seed, layout, precision) (:mod:`.sampling`), so a task
+that Ray retries after its worker died rewrites the same bytes under the same names.
+
+Ray tasks, resources and retries: https://docs.ray.io/en/latest/ray-core/tasks.html and
+https://docs.ray.io/en/latest/ray-core/fault_tolerance/tasks.html. Ray is an optional dependency
+(``pip install -e ".[ray]"``), imported only in this module's functions.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.fs as pafs
+import torch
+from tqdm import tqdm
+
+from pipeline.core.utils import PipelineError, get_device
+from pipeline.generation.destination import Destination
+from pipeline.generation.inference import InferenceGenerator
+from pipeline.generation.manifest import inference_record
+from pipeline.generation.sampling import LatentStreams, ShardLayout
+from pipeline.generation.staging import default_writers, export_shards, open_writer
+from pipeline.training.checkpoints import load_classifier, load_generator
+from pipeline.training.networks import NUM_CLASSES
+
+#: How long to wait for a TCP connection to the cluster's address before calling it unreachable (seconds).
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """What every shard task of one export shares (the ``pipeline.generate`` options, resolved)."""
+
+    layout: ShardLayout
+    seed: int
+    fmt: str
+    latent_scale: float
+    batch_size: int
+    precision: str
+    reference: bool
+    device: str
+    writers: int | None
+    min_confidence: float
+    threads: int
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how the tasks run: ``address`` (``local``, ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``),
+    logical CPUs and GPUs per task (Ray's ``num_cpus``/``num_gpus``), and ``max_retries`` after a worker died
+    or an I/O error (``OSError``)."""
+
+    address: str
+    cpus_per_task: float = 1.0
+    gpus_per_task: float = 0.0
+    max_retries: int = 3
+
+    def record(self) -> dict:
+        """The manifest's and the metrics' ``ray`` entry (without the nodes, which only the tasks know)."""
+        import ray
+
+        return {"address": self.address, "ray_version": ray.__version__, "cpus_per_task": self.cpus_per_task,
+                "gpus_per_task": self.gpus_per_task, "max_retries": self.max_retries}
+
+
+def connect(address: str) -> None:
+    """Start a Ray cluster on this machine (``local``: all its cores) or join an existing one.
+
+    Raises:
+        PipelineError: Ray is not installed, the address is malformed or unreachable (checked with a TCP
+            connection first, so a wrong address fails within :data:`CONNECT_TIMEOUT` s), or Ray refuses it.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise PipelineError("--ray needs Ray: pip install -e '.[ray]'") from None
+    if address != "local" and address != "auto":
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        if not host or not port.isdigit():
+            raise PipelineError(f"--ray {address}: expected local, auto, HOST:PORT or ray://HOST:PORT")
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+        except OSError as error:
+            raise PipelineError(f"cannot reach the Ray cluster at {address}: {error.strerror or error}") from None
+    try:
+        ray.init(address=None if address == "local" else address, include_dashboard=False,
+                 configure_logging=False, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PipelineError(f"cannot join the Ray cluster at {address}: {first}") from None
+
+
+def disconnect() -> None:
+    """Leave the cluster (and stop it if :func:`connect` started it)."""
+    import ray
+
+    ray.shutdown()
+
+
+def write_shard(job: ShardJob, shard: int, generator_bytes: bytes, judge_bytes: bytes | None,
+                staging: Destination, keep_first: int = 2000) -> dict:
+    """One Ray task: sample shard ``shard`` of ``job.layout``, write it to a local temporary folder and upload
+    it to ``staging``.
+
+    Returns:
+        :func:`export_shards`' result for this shard plus ``"inference"`` (:func:`inference_record`) and
+        ``"node"`` (the host name it ran on).
+    """
+    torch.set_num_threads(job.threads)
+    device = get_device(job.device)
+    with tempfile.TemporaryDirectory(prefix="generate-shard-") as tmp:
+        (Path(tmp) / "generator.pt").write_bytes(generator_bytes)
+        generator = InferenceGenerator(load_generator(Path(tmp) / "generator.pt", device)[0], job.precision,
+                                       reference=job.reference)
+        curator = None
+        if judge_bytes is not None:
+            (Path(tmp) / "judge.pt").write_bytes(judge_bytes)
+            curator = load_classifier(Path(tmp) / "judge.pt", device)
+        root = Path(tmp) / "export"
+        root.mkdir()
+        latents = LatentStreams(job.seed, generator.config.z_dim, scale=job.latent_scale)
+        writers = default_writers(device) if job.writers is None else job.writers
+        writer = open_writer(root, job.fmt, curator is not None, job.seed, writers)
+        try:
+            done = export_shards(generator, latents, job.layout, [shard], job.batch_size, writer, root, curator,
+                                 job.min_confidence, keep_first=keep_first, progress=False)
+        finally:
+            writer.close()
+        staging.upload(root)
+    return {**done, "inference": inference_record(generator, device), "node": socket.gethostname()}
+
+
+def export_on_ray(job: ShardJob, shards: list[int], generator_bytes: bytes, judge_bytes: bytes | None,
+                  staging: Destination, options: RayOptions, keep_first: int = 2000) -> dict:
+    """Run :func:`write_shard` for every shard on the connected cluster and gather the results in shard order.
+
+    Returns:
+        the shape of :func:`export_shards`' result (``shards``, ``draws``, ``kept``, ``first``) plus
+        ``"inference"`` (the tasks' distinct :func:`inference_record` s) and ``"nodes"`` (host names).
+    Raises:
+        PipelineError: a task failed for good (its error, one line), or a shard is not at ``staging`` after its
+            task returned (a local destination on a cluster of several machines without a shared file system).
+    """
+    import ray
+
+    task = ray.remote(num_cpus=options.cpus_per_task, num_gpus=options.gpus_per_task,
+                      max_retries=options.max_retries, retry_exceptions=[OSError])(write_shard)
+    generator_ref = ray.put(generator_bytes)
+    judge_ref = None if judge_bytes is None else ray.put(judge_bytes)
+    pending = {task.remote(job, shard, generator_ref, judge_ref, staging, keep_first): shard for shard in shards}
+    results = {}
+    total = sum(len(job.layout.shard_rows(s)) for s in shards)
+    try:
+        with tqdm(total=total, desc=f"generate on Ray ({len(shards)} tasks)", unit="img", mininterval=1.0) as bar:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                shard = pending.pop(ready[0])
+                results[shard] = _task_result(ready[0], shard)
+                bar.update(results[shard]["shards"][0]["rows"])
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    merged = {"shards": [], "draws": np.zeros(NUM_CLASSES, np.int64), "kept": np.zeros(NUM_CLASSES, np.int64),
+              "first": [], "inference": [], "nodes": sorted({r["node"] for r in results.values()})}
+    for shard in shards:
+        result = results[shard]
+        merged["shards"] += result["shards"]
+        merged["draws"] += result["draws"]
+        merged["kept"] += result["kept"]
+        for batch in result["first"]:  # as export_shards keeps them: whole batches until keep_first rows
+            if sum(len(f[1]) for f in merged["first"]) < keep_first:
+                merged["first"].append(batch)
+        if result["inference"] not in merged["inference"]:
+            merged["inference"].append(result["inference"])
+    _check_landed(staging, merged["shards"])
+    return merged
+
+
+def _task_result(ref, shard: int) -> dict:
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as error:
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, (PipelineError, OSError)):
+            raise cause from None
+        raise PipelineError(f"shard {shard} failed on Ray: {_first_line(cause or error)}") from None
+    except ray.exceptions.RayError as error:  # the worker or its node died more often than max_retries
+        raise PipelineError(f"shard {shard} failed on Ray: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _check_landed(staging: Destination, shards: list[dict]) -> None:
+    for shard in shards:
+        if shard["file"] is None:
+            continue
+        info = staging.filesystem.get_file_info(f"{staging.path}/{shard['file']}")
+        if info.type != pafs.FileType.File or info.size != shard["bytes"]:
+            raise PipelineError(f"shard {shard['index']} was written but is not at {staging.url}: on a cluster of "
+                                "several machines, write to object storage (s3://...) or a shared file system")
