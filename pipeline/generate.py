@@ -35,7 +35,7 @@ from pipeline.core.params import load_params
 from pipeline.core.utils import PipelineError, get_device, sha256_file, write_json
 from pipeline.generation.card import dataset_card
 from pipeline.generation.destination import Destination
-from pipeline.generation.distributed import RayOptions, ShardJob, connect, disconnect, export_on_ray
+from pipeline.generation.distributed import RayOptions, ShardJob, run_on_ray
 from pipeline.generation.inference import PRECISIONS, InferenceGenerator
 from pipeline.generation.manifest import build_manifest, card_quality, curation_record, inference_record
 from pipeline.generation.sampling import LatentStreams, ShardLayout
@@ -137,6 +137,8 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
         destination = Destination.parse(out)
         if destination.exists() and not overwrite:
             raise PipelineError(f"{out} already exists; pass --overwrite to replace it")
+        if destination.is_local:
+            Path(destination.path).parent.mkdir(parents=True, exist_ok=True)
         if ray_address is None:
             check_free_disk(Path(destination.path).parent if destination.is_local else Path(tempfile.gettempdir()),
                             total, fmt)
@@ -156,8 +158,8 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
         try:
             sample_start = time.perf_counter()
             if ray_address is not None:
-                done, ray_record = _export_on_ray(
-                    ray_address, RayOptions(ray_address, ray_cpus_per_task, ray_gpus_per_task, ray_retries),
+                done, ray_record = run_on_ray(
+                    RayOptions(ray_address, ray_cpus_per_task, ray_gpus_per_task, ray_retries),
                     ShardJob(layout, seed, fmt, latent_scale, params.batch_size, precision, reference,
                              "cuda" if ray_gpus_per_task > 0 else dev.type,
                              writers, min_confidence, threads or max(1, int(ray_cpus_per_task))),
@@ -209,18 +211,6 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
         log.info("wrote %d images in %d shard(s) to %s%s in %s: %.0f images/s (sample + encode + write), %.1f s "
                  "in all, peak RSS %s MB%s", total, len(shards), out, where, precision_used, total / export_seconds,
                  elapsed, peak["peak_rss_mb_sampler"], writers_peak)
-
-
-def _export_on_ray(address, options, job, shards, checkpoint, judge, staging) -> tuple[dict, dict]:
-    """The shards of ``job`` as Ray tasks (:mod:`pipeline.generation.distributed`; it imports Ray only when
-    called, so the single-machine path needs none): ``(export_shards-like result, the manifest's "ray" record)``."""
-    connect(address)
-    try:
-        done = export_on_ray(job, shards, Path(checkpoint).read_bytes(),
-                             None if judge is None else Path(judge).read_bytes(), staging, options)
-        return done, {**options.record(), "tasks": len(shards), "nodes": done["nodes"]}
-    finally:
-        disconnect()
 
 
 def _peak_mb() -> float:

@@ -155,6 +155,14 @@ def test_bad_ray_address_is_one_line_and_leaves_nothing(tmp_path, address, fragm
     assert list(tmp_path.iterdir()) == []
 
 
+def test_file_url_destination_with_new_parent_folders(tmp_path, single_run):
+    result = generate(f"file://{tmp_path}/a/b/export", "--per-class", "300", "--num-shards", "3", "--format", "both",
+                      "--seed", "7")
+    assert result.returncode == 0, result.stderr
+    assert local_files(tmp_path / "a/b/export") == local_files(single_run)
+    assert sorted(p.name for p in (tmp_path / "a/b").iterdir()) == ["export"]
+
+
 def test_destination_urls(tmp_path):
     local = Destination.parse(tmp_path / "a")
     assert local.is_local and local.path == str(tmp_path / "a") and not local.exists()

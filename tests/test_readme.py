@@ -105,6 +105,24 @@ def speed_lines() -> str:
             f"held more than {peak:,.0f} MB in all its processes (`reports/metrics/benchmark.json`).")
 
 
+def ray_lines() -> str:
+    """The README's Ray figures, formatted from the benchmark's ``--ray local`` exports (same run as speed_lines)."""
+    bench = json.loads((REPO / "reports" / "metrics" / "benchmark.json").read_text())
+    default, ray = bench["export"]["runs"]["default"], bench["export"]["ray_runs"]
+    one, two = ray["ray_1_worker"], ray["ray_2_workers"]
+    peak = max(run["peak_rss_mb_sum_sampled"] for run in ray.values())
+    return (f"In the same benchmark run, that export on a local Ray cluster ({one['ray']['tasks']} shard tasks) "
+            f"ran at {one['images_per_second']:,.0f} images/s with one worker ({one['ray']['cpus_per_task']:g} "
+            f"CPUs per task) and {two['images_per_second']:,.0f} with two ({two['ray']['cpus_per_task']:g} CPU "
+            f"each), against {default['images_per_second']:,.0f} images/s without Ray; Ray's own processes "
+            f"raise the peak memory to {peak:,.0f} MB.")
+
+
+def test_readme_ray_figures_equal_the_benchmark():
+    section = README.split("<!-- ray -->\n", 1)[1].split("\n\n", 1)[0]
+    assert " ".join(section.split()) == ray_lines()
+
+
 def test_readme_speed_figures_equal_the_benchmark():
     section = README.split("<!-- speed -->\n", 1)[1].split("\n\n", 1)[0]
     assert " ".join(section.split()) == speed_lines()

@@ -92,9 +92,8 @@ def connect(address: str) -> None:
             socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
         except OSError as error:
             raise PipelineError(f"cannot reach the Ray cluster at {address}: {error.strerror or error}") from None
-    try:
-        ray.init(address=None if address == "local" else address, include_dashboard=False,
-                 configure_logging=False, log_to_driver=True)
+    try:  # "local" always starts a new cluster, even where RAY_ADDRESS names one
+        ray.init(address=address, include_dashboard=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PipelineError(f"cannot join the Ray cluster at {address}: {first}") from None
@@ -105,6 +104,24 @@ def disconnect() -> None:
     import ray
 
     ray.shutdown()
+
+
+def run_on_ray(options: RayOptions, job: ShardJob, shards: list[int], checkpoint: str | Path, judge: str | Path | None,
+               staging: Destination) -> tuple[dict, dict]:
+    """Join (or start) the cluster, run :func:`export_on_ray` with the checkpoint files' bytes, and leave.
+
+    Returns:
+        ``(export_on_ray's result, the manifest's "ray" record: RayOptions.record() + "tasks", "nodes")``.
+    Raises:
+        PipelineError: as :func:`connect` and :func:`export_on_ray`.
+    """
+    connect(options.address)
+    try:
+        done = export_on_ray(job, shards, Path(checkpoint).read_bytes(),
+                             None if judge is None else Path(judge).read_bytes(), staging, options)
+        return done, {**options.record(), "tasks": len(shards), "nodes": done["nodes"]}
+    finally:
+        disconnect()
 
 
 def write_shard(job: ShardJob, shard: int, generator_bytes: bytes, judge_bytes: bytes | None,
