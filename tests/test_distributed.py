@@ -163,6 +163,21 @@ def test_file_url_destination_with_new_parent_folders(tmp_path, single_run):
     assert sorted(p.name for p in (tmp_path / "a/b").iterdir()) == ["export"]
 
 
+def test_without_ray_installed_one_machine_works_and_ray_asks_for_the_extra(tmp_path):
+    # sys.modules["ray"] = None makes `import ray` fail as it does where Ray is not installed
+    script = ("import sys; sys.modules['ray'] = None; sys.argv[0] = 'generate'; "
+              "from pipeline.core.cli import run; from pipeline.generate import main; run(main)")
+    common = ["--checkpoint", str(GENERATOR), "--per-class", "5", "--precision", "float32"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
+    plain = subprocess.run([sys.executable, "-c", script, *common, "--out", str(tmp_path / "plain")], cwd=REPO,
+                           env=env, capture_output=True, text=True)
+    assert plain.returncode == 0, plain.stderr
+    on_ray = subprocess.run([sys.executable, "-c", script, *common, "--out", str(tmp_path / "ray"), "--ray", "local"],
+                            cwd=REPO, env=env, capture_output=True, text=True)
+    assert_one_line_error(on_ray, "--ray needs Ray", ".[ray]")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]
+
+
 def test_destination_urls(tmp_path):
     local = Destination.parse(tmp_path / "a")
     assert local.is_local and local.path == str(tmp_path / "a") and not local.exists()
