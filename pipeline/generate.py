@@ -35,7 +35,6 @@ from pipeline.core.params import load_params
 from pipeline.core.utils import PipelineError, get_device, sha256_file, write_json
 from pipeline.generation.card import dataset_card
 from pipeline.generation.destination import Destination
-from pipeline.generation.distributed import RayOptions, ShardJob, run_on_ray
 from pipeline.generation.inference import PRECISIONS, InferenceGenerator
 from pipeline.generation.manifest import build_manifest, card_quality, curation_record, inference_record
 from pipeline.generation.sampling import LatentStreams, ShardLayout
@@ -158,6 +157,10 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
         try:
             sample_start = time.perf_counter()
             if ray_address is not None:
+                # Imported here, so a one-machine export's code revision (manifest.json) leaves the Ray module out
+                # and a change to it does not make DVC rerun the evaluation.
+                from pipeline.generation.distributed import RayOptions, ShardJob, run_on_ray
+
                 done, ray_record = run_on_ray(
                     RayOptions(ray_address, ray_cpus_per_task, ray_gpus_per_task, ray_retries),
                     ShardJob(layout, seed, fmt, latent_scale, params.batch_size, precision, reference,

@@ -14,6 +14,7 @@ https://docs.ray.io/en/latest/ray-core/fault_tolerance/tasks.html. Ray is an opt
 
 from __future__ import annotations
 
+import re
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -95,8 +96,18 @@ def connect(address: str) -> None:
     try:  # "local" always starts a new cluster, even where RAY_ADDRESS names one
         ray.init(address=address, include_dashboard=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PipelineError(f"cannot join the Ray cluster at {address}: {first}") from None
+        raise PipelineError(f"cannot join the Ray cluster at {address}: {_root_cause(error)}") from None
+
+
+def _root_cause(error: BaseException) -> str:
+    """The first sentence of the innermost error behind ``error``; Ray quotes it as text in its own message
+    ("Last connection error: Traceback ... AuthenticationError: ..."), so the last such line wins."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    quoted = [line for line in lines if not line[0].isspace() and re.match(r"^[\w.]*Error: ", line)]
+    text = (quoted or lines or [type(error).__name__])[-1 if quoted else 0]
+    return " ".join(text.split()).split(". ")[0]
 
 
 def disconnect() -> None:
