@@ -1,5 +1,6 @@
 """Reading an export back: integrity checks against its manifest, whole-export arrays, and a PyTorch
-``Dataset`` for training code (also usable in a multi-worker ``DataLoader``).
+``Dataset`` for training code (also usable in a multi-worker ``DataLoader``); and :class:`SyntheticStream`,
+fresh samples of G drawn on the fly with no export at all.
 
 An export folder holds ``part-NNNNN.parquet`` shards, ``manifest.json`` (shard sha256 and row counts)
 and a ``README.md`` dataset card. Pure and importable.
@@ -8,9 +9,10 @@ and a ``README.md`` dataset card. Pure and importable.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +21,9 @@ import torch
 
 from pipeline.core.utils import PipelineError, sha256_file
 from pipeline.generation.formats import decode_png
+from pipeline.generation.inference import PRECISIONS, InferenceGenerator
+from pipeline.generation.sampling import LatentStreams, sample_rows
+from pipeline.training.checkpoints import load_generator
 
 
 class ExportError(PipelineError, ValueError):
@@ -137,3 +142,77 @@ class SyntheticDigits(torch.utils.data.Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[shard][row])
+
+
+class SyntheticStream(torch.utils.data.IterableDataset):
+    """Fresh labeled digits drawn from G(z, y) on the fly, as a PyTorch ``IterableDataset``: no export on disk,
+    and every epoch (``set_epoch``) new samples ("dataset recycling", training on fresh samples instead of a fixed
+    set: e.g. GaFi, arXiv 2305.10118).
+
+    Items are ``(image (1, 28, 28) float32 in [0, 1], label int)``, as :class:`SyntheticDigits` gives them. Sample
+    ``i`` of epoch ``e`` is row ``e * samples_per_epoch + i`` of a ``pipeline.generate`` export with the same
+    checkpoint, seed, digits, latent scale and precision (digit ``digits[r % k]``, index ``r // k``;
+    :mod:`pipeline.generation.sampling`), pixel for pixel, stored as uint8 first. In a
+    ``DataLoader(num_workers=k)``, worker ``w`` draws the blocks of ``batch_size`` rows ``w, w + k, w + 2k, ...``
+    of the epoch: no two workers repeat a sample, each worker's sequence is fixed by (seed, epoch, w, k), and
+    the set of an epoch's samples does not depend on k. Without ``samples_per_epoch`` the stream never ends.
+
+    Args:
+        checkpoint: a generator checkpoint written by ``train_cgan`` (``models/generator.pt``).
+        digits: the digits to draw, in the order rows cycle through them (default 0-9: class-balanced).
+        seed: the sampling seed (``generate --seed``).
+        latent_scale: s in z ~ N(0, s² I) (``generate --latent-scale``).
+        precision: G's arithmetic, as ``generate --precision`` (``float32``, ``bfloat16`` or ``auto``).
+        samples_per_epoch: images per epoch (``len(stream)``), or None for an endless stream.
+        batch_size: images per call of G (one block of rows per worker at a time).
+        transform: optional callable applied to each image tensor.
+        device: where G runs (``cpu``; ``cuda`` in the main process only, with ``num_workers=0``).
+    Raises:
+        PipelineError: a digit outside 0-9 or repeated, ``samples_per_epoch`` or ``batch_size`` < 1, or an
+            unknown precision; CheckpointError (a PipelineError): the checkpoint is missing or not a generator.
+    """
+
+    def __init__(self, checkpoint: str | Path, digits: list[int] | None = None, seed: int = 0,
+                 latent_scale: float = 1.0, precision: str = "auto", samples_per_epoch: int | None = None,
+                 batch_size: int = 500, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 device: str = "cpu"):
+        digits = list(range(10)) if digits is None else [int(d) for d in digits]
+        if not digits or len(set(digits)) != len(digits) or not all(0 <= d <= 9 for d in digits):
+            raise PipelineError(f"digits must be distinct digits in 0-9, got {digits}")
+        if (samples_per_epoch is not None and samples_per_epoch < 1) or batch_size < 1:
+            raise PipelineError("samples_per_epoch and batch_size must be >= 1")
+        if precision not in PRECISIONS:
+            raise PipelineError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.generator, _ = load_generator(checkpoint, "cpu")
+        self.digits, self.seed, self.latent_scale, self.precision = np.asarray(digits), seed, latent_scale, precision
+        self.samples_per_epoch, self.batch_size, self.transform, self.device = (samples_per_epoch, batch_size,
+                                                                                transform, device)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the rows of epoch ``epoch`` next (call before each epoch, as with ``DistributedSampler``)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.samples_per_epoch is None:
+            raise TypeError("an endless SyntheticStream has no length; give samples_per_epoch")
+        return self.samples_per_epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        generator = InferenceGenerator(self.generator.to(self.device), self.precision)
+        latents = LatentStreams(self.seed, self.generator.config.z_dim, scale=self.latent_scale)
+        size = self.samples_per_epoch
+        start = 0 if size is None else self.epoch * size
+        for block in itertools.count(worker, workers):
+            first = start + block * self.batch_size
+            last = first + self.batch_size if size is None else min(start + size, first + self.batch_size)
+            if first >= last:
+                return
+            rows = np.arange(first, last, dtype=np.int64)
+            labels = self.digits[rows % len(self.digits)]
+            images = sample_rows(generator, latents, labels, rows // len(self.digits))["images"]
+            for image, label in zip(images, labels.tolist()):
+                tensor = torch.from_numpy(image).float().div_(255).unsqueeze(0)
+                yield (tensor if self.transform is None else self.transform(tensor)), label

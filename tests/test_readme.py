@@ -111,11 +111,10 @@ def ray_lines() -> str:
     default, ray = bench["export"]["runs"]["default"], bench["export"]["ray_runs"]
     one, two = ray["ray_1_worker"], ray["ray_2_workers"]
     peak = max(run["peak_rss_mb_sum_sampled"] for run in ray.values())
-    return (f"In the same benchmark run, that export on a local Ray cluster ({one['ray']['tasks']} shard tasks) "
-            f"ran at {one['images_per_second']:,.0f} images/s with one worker ({one['ray']['cpus_per_task']:g} "
-            f"CPUs per task) and {two['images_per_second']:,.0f} with two ({two['ray']['cpus_per_task']:g} CPU "
-            f"each), against {default['images_per_second']:,.0f} images/s without Ray; Ray's own processes "
-            f"raise the peak memory to {peak:,.0f} MB.")
+    return (f"Same benchmark run, local Ray cluster, {one['ray']['tasks']} shard tasks: "
+            f"{one['images_per_second']:,.0f} images/s with one worker ({one['ray']['cpus_per_task']:g} CPUs per "
+            f"task), {two['images_per_second']:,.0f} with two ({two['ray']['cpus_per_task']:g} CPU each), against "
+            f"{default['images_per_second']:,.0f} without Ray; peak memory {peak:,.0f} MB with Ray's processes.")
 
 
 def test_readme_ray_figures_equal_the_benchmark():
