@@ -21,7 +21,7 @@ import torch
 
 from pipeline.core.utils import PipelineError, sha256_file
 from pipeline.generation.formats import decode_png
-from pipeline.generation.inference import PRECISIONS, InferenceGenerator
+from pipeline.generation.inference import InferenceGenerator, resolve_precision
 from pipeline.generation.sampling import LatentStreams, sample_rows
 from pipeline.training.checkpoints import load_generator
 
@@ -181,8 +181,7 @@ class SyntheticStream(torch.utils.data.IterableDataset):
             raise PipelineError(f"digits must be distinct digits in 0-9, got {digits}")
         if (samples_per_epoch is not None and samples_per_epoch < 1) or batch_size < 1:
             raise PipelineError("samples_per_epoch and batch_size must be >= 1")
-        if precision not in PRECISIONS:
-            raise PipelineError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        resolve_precision(precision, torch.device(device))  # an unknown precision fails here, not in a worker
         self.generator, _ = load_generator(checkpoint, "cpu")
         self.digits, self.seed, self.latent_scale, self.precision = np.asarray(digits), seed, latent_scale, precision
         self.samples_per_epoch, self.batch_size, self.transform, self.device = (samples_per_epoch, batch_size,

@@ -145,7 +145,6 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
             torch.set_num_threads(threads)
         dev = get_device(device)
         trained, ckpt = load_generator(checkpoint, dev)
-        generator = InferenceGenerator(trained, precision, reference=reference)
         writers = default_writers(dev) if writers is None and ray_address is None else writers
         classifier = load_classifier(judge, dev) if min_confidence > 0 or Path(judge).is_file() else None
         curator = classifier if min_confidence > 0 else None
@@ -169,6 +168,7 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
                     shards, checkpoint, judge if curator is not None else None, staging)
                 inference = done["inference"][0] if len(done["inference"]) == 1 else done["inference"]
             else:
+                generator = InferenceGenerator(trained, precision, reference=reference)
                 writer = open_writer(local, fmt, curator is not None, seed, writers)
                 done = export_shards(generator, LatentStreams(seed, generator.config.z_dim, scale=latent_scale),
                                      layout, shards, params.batch_size, writer, local, curator, min_confidence)

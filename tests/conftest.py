@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,12 @@ def run_module(module: str, *args: str, cwd: Path | None = None, env: dict | Non
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                           cwd=cwd or REPO, env=full_env, timeout=600)
+
+
+def readme_python(marker: str) -> str:
+    """The README's Python block right after ``<!-- marker -->`` (examples that tests run as they are)."""
+    readme = (REPO / "README.md").read_text()
+    return re.search(rf"<!-- {marker} -->\n```python\n(.*?)```", readme, re.S).group(1)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

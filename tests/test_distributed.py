@@ -159,6 +159,22 @@ def test_bad_ray_address_is_one_line_and_leaves_nothing(tmp_path, address, fragm
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("extra", [["--ray-gpus-per-task", "1"], ["--ray-cpus-per-task", "64"]])
+def test_a_task_no_local_node_can_host_is_one_line_not_a_hang(tmp_path, extra):
+    pytest.importorskip("ray")
+    if extra[0] == "--ray-gpus-per-task" and torch_cuda_available():
+        pytest.skip("this machine has a GPU")
+    result = generate(tmp_path / "out", "--per-class", "10", "--ray", "local", *extra)
+    assert_one_line_error(result, "no node of the Ray cluster has", "lower --ray-cpus-per-task")
+    assert list(tmp_path.iterdir()) == []
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def test_file_url_destination_with_new_parent_folders(tmp_path, single_run):
     result = generate(f"file://{tmp_path}/a/b/export", "--per-class", "300", "--num-shards", "3", "--format", "both",
                       "--seed", "7")

@@ -4,7 +4,6 @@ one-line errors for corrupt or truncated shards."""
 
 import glob
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 import torch
 
 from pipeline.dataset import ExportError, SyntheticDigits, read_export
-from tests.conftest import REPO, assert_one_line_error, run_module
+from tests.conftest import REPO, assert_one_line_error, readme_python, run_module
 
 PER_CLASS = 30
 
@@ -86,8 +85,7 @@ def test_project_dataset_in_a_multi_worker_dataloader(export):
 
 
 def test_readme_training_example_runs(export):
-    readme = (REPO / "README.md").read_text()
-    code = re.search(r"<!-- downstream-example -->\n```python\n(.*?)```", readme, re.S).group(1)
+    code = readme_python("downstream-example")
     result = subprocess.run([sys.executable, "-c", code], cwd=export.parents[1], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -3,7 +3,6 @@ seed, new rows every epoch, and no sample twice across DataLoader workers."""
 
 import itertools
 import os
-import re
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ import torch
 
 from pipeline.core.utils import PipelineError
 from pipeline.dataset import SyntheticStream, read_export
-from tests.conftest import REPO, run_module
+from tests.conftest import REPO, readme_python, run_module
 
 GENERATOR = REPO / "models/generator.pt"
 
@@ -81,8 +80,7 @@ def test_bad_arguments_are_one_clear_error(kwargs, fragment):
 
 
 def test_readme_stream_example_runs():
-    readme = (REPO / "README.md").read_text()
-    code = re.search(r"<!-- stream-example -->\n```python\n(.*?)```", readme, re.S).group(1)
+    code = readme_python("stream-example")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -14,6 +14,7 @@ https://docs.ray.io/en/latest/ray-core/fault_tolerance/tasks.html. Ray is an opt
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import tempfile
@@ -30,9 +31,11 @@ from pipeline.generation.destination import Destination
 from pipeline.generation.inference import InferenceGenerator
 from pipeline.generation.manifest import inference_record
 from pipeline.generation.sampling import LatentStreams, ShardLayout
-from pipeline.generation.staging import default_writers, export_shards, open_writer
+from pipeline.generation.staging import default_writers, export_shards, keep_first_rows, open_writer
 from pipeline.training.checkpoints import load_classifier, load_generator
 from pipeline.training.networks import NUM_CLASSES
+
+log = logging.getLogger(__name__)
 
 #: How long to wait for a TCP connection to the cluster's address before calling it unreachable (seconds).
 CONNECT_TIMEOUT = 10.0
@@ -181,6 +184,7 @@ def export_on_ray(job: ShardJob, shards: list[int], generator_bytes: bytes, judg
     """
     import ray
 
+    _check_feasible(options)
     task = ray.remote(num_cpus=options.cpus_per_task, num_gpus=options.gpus_per_task,
                       max_retries=options.max_retries, retry_exceptions=[OSError])(write_shard)
     generator_ref = ray.put(generator_bytes)
@@ -206,13 +210,28 @@ def export_on_ray(job: ShardJob, shards: list[int], generator_bytes: bytes, judg
         merged["shards"] += result["shards"]
         merged["draws"] += result["draws"]
         merged["kept"] += result["kept"]
-        for batch in result["first"]:  # as export_shards keeps them: whole batches until keep_first rows
-            if sum(len(f[1]) for f in merged["first"]) < keep_first:
-                merged["first"].append(batch)
+        for batch in result["first"]:
+            keep_first_rows(merged["first"], batch, keep_first)
         if result["inference"] not in merged["inference"]:
             merged["inference"].append(result["inference"])
     _check_landed(staging, merged["shards"])
     return merged
+
+
+def _check_feasible(options: RayOptions) -> None:
+    """Ray leaves a task no node can host waiting for one to join: on a cluster this process started
+    (``local``) none ever will, so say so now; elsewhere an autoscaler may add one, so only warn."""
+    import ray
+
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if any(r.get("CPU", 0) >= options.cpus_per_task and r.get("GPU", 0) >= options.gpus_per_task for r in nodes):
+        return
+    largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+    text = (f"no node of the Ray cluster has {options.cpus_per_task:g} CPUs and {options.gpus_per_task:g} GPUs for "
+            f"a shard task (largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs)")
+    if options.address == "local":
+        raise PipelineError(f"{text}; lower --ray-cpus-per-task or --ray-gpus-per-task")
+    log.warning("%s: the tasks wait until such a node joins", text)
 
 
 def _task_result(ref, shard: int) -> dict:

@@ -166,8 +166,7 @@ def export_shards(generator: Generator | InferenceGenerator, latents: LatentStre
                 body = sample_rows(generator, latents, labels, indices, curator, min_confidence)
                 np.add.at(out["draws"], labels, body.pop("draws"))
                 np.add.at(out["kept"], labels, 1)
-                if sum(len(f[1]) for f in out["first"]) < keep_first:
-                    out["first"].append((body["images"], labels))
+                keep_first_rows(out["first"], (body["images"], labels), keep_first)
                 writer.send(("rows", {**body, "labels": labels, "indices": indices}))
                 bar.update(len(labels))
             writer.send(("close", None))
@@ -175,3 +174,11 @@ def export_shards(generator: Generator | InferenceGenerator, latents: LatentStre
             info["sha256"] = sha256_file(root / info["file"]) if info["file"] else None
             out["shards"].append({"index": shard, "first_row": rows.start, **info})
     return out
+
+
+def keep_first_rows(first: list[tuple[np.ndarray, np.ndarray]], batch: tuple[np.ndarray, np.ndarray],
+                    keep_first: int) -> None:
+    """Append ``batch`` (``(images, labels)``) to ``first`` while it holds fewer than ``keep_first`` rows: whole
+    batches, in row order (the rows the card's quality line is measured on)."""
+    if sum(len(labels) for _, labels in first) < keep_first:
+        first.append(batch)
