@@ -197,13 +197,13 @@ class SyntheticStream(torch.utils.data.IterableDataset):
             raise TypeError("an endless SyntheticStream has no length; give samples_per_epoch")
         return self.samples_per_epoch
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
-        info = torch.utils.data.get_worker_info()
-        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+    def _blocks(self, epoch: int, worker: int, workers: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(images (n, 28, 28) uint8, labels (n,) int64)`` for blocks ``worker, worker + workers, ...`` of
+        ``epoch``'s rows, in order."""
         generator = InferenceGenerator(self.generator.to(self.device), self.precision)
         latents = LatentStreams(self.seed, self.generator.config.z_dim, scale=self.latent_scale)
         size = self.samples_per_epoch
-        start = 0 if size is None else self.epoch * size
+        start = 0 if size is None else epoch * size
         for block in itertools.count(worker, workers):
             first = start + block * self.batch_size
             last = first + self.batch_size if size is None else min(start + size, first + self.batch_size)
@@ -211,7 +211,25 @@ class SyntheticStream(torch.utils.data.IterableDataset):
                 return
             rows = np.arange(first, last, dtype=np.int64)
             labels = self.digits[rows % len(self.digits)]
-            images = sample_rows(generator, latents, labels, rows // len(self.digits))["images"]
+            yield sample_rows(generator, latents, labels, rows // len(self.digits))["images"], labels.astype(np.int64)
+
+    def arrays(self, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """All of one epoch's samples at once, in row order, as :func:`read_export` gives an export:
+        ``(images (samples_per_epoch, 28, 28) uint8, labels (samples_per_epoch,) int64)``; ``epoch``
+        defaults to the one ``set_epoch`` chose. The transform is not applied.
+
+        Raises:
+            PipelineError: the stream is endless (no ``samples_per_epoch``).
+        """
+        if self.samples_per_epoch is None:
+            raise PipelineError("an endless SyntheticStream has no epoch to return; give samples_per_epoch")
+        blocks = list(self._blocks(self.epoch if epoch is None else epoch, 0, 1))
+        return np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        for images, labels in self._blocks(self.epoch, worker, workers):
             for image, label in zip(images, labels.tolist()):
                 tensor = torch.from_numpy(image).float().div_(255).unsqueeze(0)
                 yield (tensor if self.transform is None else self.transform(tensor)), label

@@ -8,7 +8,9 @@ or the referee when the judge curated the export (--min-confidence); quality.jso
 downstream.json: test accuracy of classifiers with the judge's recipe, seed and number of
 optimisation steps on real only (the judge itself), real + synthetic, and synthetic only (TSTR; also
 with the next classifier seeds, `evaluate.tstr_seeds`, and their mean), each also per digit with its
-most frequent confusions (which real digits a synthetic training set fails on).
+most frequent confusions (which real digits a synthetic training set fails on); and the fresh-samples
+conditions, TSTR-stream and real + streamed synthetic: the same recipe with a new draw of G (--checkpoint, the
+generator that made the export, at the export's latent scale and precision) every epoch.
 The test set is only measured, never used to choose anything (selection uses validation).
 """
 
@@ -21,9 +23,9 @@ import click
 
 from pipeline.core.cli import run, user_errors
 from pipeline.core.params import load_params
-from pipeline.core.utils import get_device, seed_everything, sha256_file, write_json
+from pipeline.core.utils import PipelineError, get_device, seed_everything, sha256_file, write_json
 from pipeline.data.splits import load_splits
-from pipeline.dataset import read_export, read_manifest
+from pipeline.dataset import SyntheticStream, read_export, read_manifest
 from pipeline.evaluation.downstream import downstream_metrics
 from pipeline.evaluation.quality import choose_evaluator, quality_metrics
 from pipeline.training.checkpoints import load_model
@@ -44,8 +46,10 @@ log = logging.getLogger("pipeline.evaluate")
               help="Downstream-classifier results JSON: TSTR, real only, real + synthetic.")
 @click.option("--pairs-figure", default="reports/figures/memorization_closest_pairs.png", show_default=True,
               help="Figure: the synthetic images closest to a training image (top) and those images (bottom).")
+@click.option("--checkpoint", default="models/generator.pt", show_default=True,
+              help="The generator that made the export (checked against its manifest): the fresh-samples source.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-def main(params_path, data, synthetic, judge_path, referee, quality, downstream, pairs_figure, device) -> None:
+def main(params_path, data, synthetic, judge_path, referee, quality, downstream, pairs_figure, checkpoint, device) -> None:
     with user_errors():
         start = time.perf_counter()
         params = load_params(params_path)
@@ -57,6 +61,13 @@ def main(params_path, data, synthetic, judge_path, referee, quality, downstream,
         role, evaluator_path = choose_evaluator(manifest, {"judge": judge_path, "referee": referee})
         evaluator, evaluator_checkpoint = ((judge, judge_checkpoint) if role == "judge"
                                            else load_model(evaluator_path, "classifier", dev))
+        made_by = manifest.get("generator_checkpoint", {}).get("sha256")
+        if made_by != sha256_file(checkpoint):
+            raise PipelineError(f"{checkpoint} is not the generator that made {synthetic} (its manifest names "
+                                f"sha256 {str(made_by)[:12]}): pass that one with --checkpoint")
+        stream = SyntheticStream(checkpoint, seed=params.evaluate.stream_seed, latent_scale=manifest["latent_scale"],
+                                 precision=manifest.get("inference", {}).get("precision", "float32"),
+                                 samples_per_epoch=params.evaluate.synthetic_train_size, batch_size=1000)
         syn_images, syn_labels = read_export(synthetic)
         log.info("read %d synthetic images; evaluating with the %s (%s)", len(syn_labels), role, evaluator_path)
         q = quality_metrics(evaluator, splits, syn_images, syn_labels, params.evaluate, pairs_figure)
@@ -70,7 +81,7 @@ def main(params_path, data, synthetic, judge_path, referee, quality, downstream,
         log.info("class-conditional accuracy %.4f, FID %.3f (real floor %.3f)", q["class_conditional_accuracy"],
                  q["fid"], q["fid_real_floor"])
         start_downstream = time.perf_counter()
-        a = downstream_metrics(params.train_judge, judge, splits, syn_images, syn_labels, params.evaluate, dev)
+        a = downstream_metrics(params.train_judge, judge, splits, syn_images, syn_labels, params.evaluate, dev, stream)
         a.update(seed=params.evaluate.seed, wall_seconds=round(time.perf_counter() - start_downstream, 2))
         write_json(downstream, a)
 

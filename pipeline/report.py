@@ -34,6 +34,7 @@ from pipeline.reporting.sections import (
     pct,
     per_digit_table,
     render_gpu,
+    stream_rows,
     study_tables,
     tstr_mean_row,
 )
@@ -126,7 +127,7 @@ def render(metrics: dict, headline: dict, figures: str, records: list[dict], stu
     return template_environment().get_template("report.md.j2").render(
         judge=judge, quality=quality, downstream=downstream, cgan=metrics["cgan"], runs=runs,
         headline=headline, memo=quality["memorization"], figures=figures,
-        tstr_mean_row=tstr_mean_row(downstream), evaluator_line=evaluator_line(quality),
+        tstr_mean_row=tstr_mean_row(downstream), stream_rows=stream_rows(downstream), evaluator_line=evaluator_line(quality),
         per_digit=per_digit_table([str(d) for d in range(10)], judge, quality, runs),
         generator_text=generator_text, latent_scale=latent_scale, study=study_tables(study) if study else None,
         gpu=gpu_view, levers=lever_summary(records))

@@ -21,13 +21,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pipeline.core.cli import run, user_errors  # noqa: E402
 from pipeline.core.params import load_params  # noqa: E402
 from pipeline.core.utils import PipelineError, atomic_path, write_json  # noqa: E402
-from pipeline.evaluation.study_protocol import CONDITIONS, FULLGEN_CONDITIONS, aggregate  # noqa: E402
+from pipeline.evaluation.study_protocol import CONDITIONS, FULLGEN_CONDITIONS  # noqa: E402
+from pipeline.evaluation.study_summary import aggregate  # noqa: E402
 
 log = logging.getLogger("pipeline.study")
 
 LABELS = {
     "real": "real only", "real_classical": "real + classical aug.", "real_synthetic": "real + synthetic",
     "real_synthetic_classical": "real + synthetic + classical", "synthetic": "synthetic only (TSTR)",
+    "real_synthetic_stream": "real + streamed synthetic (fresh samples)",
+    "synthetic_stream": "streamed synthetic only (fresh samples)",
     "real_synthetic_fullgen": "real + synthetic, generator saw all 60k",
     "synthetic_fullgen": "synthetic only, generator saw all 60k",
 }
@@ -40,14 +43,14 @@ def cell_path(cells: Path, budget: int, seed: int) -> Path:
 
 def plot_study(summary: dict, path: Path, train_per_class: float) -> None:
     """Test accuracy against real images per class (log axis; "all" drawn at ``train_per_class``), a line
-    and a 95 % interval band per condition; dashed: the generator that saw all train images."""
+    and a 95 % interval band per condition; dashed: the generator that saw all train images; dotted: fresh samples."""
     fig, ax = plt.subplots(figsize=(8, 5))
     entries = sorted(summary.values(), key=lambda e: e["budget_per_class"] or train_per_class)
     xs = [e["budget_per_class"] or train_per_class for e in entries]
     for name in (*CONDITIONS, *FULLGEN_CONDITIONS):
         cells = [e["test_accuracy"][name] for e in entries]
         line, = ax.plot(xs, [100 * c["mean"] for c in cells], marker="o", label=LABELS[name],
-                        linestyle="--" if name.endswith("_fullgen") else "-")
+                        linestyle="--" if name.endswith("_fullgen") else ":" if name.endswith("_stream") else "-")
         ax.fill_between(xs, [100 * c["ci_low"] for c in cells], [100 * c["ci_high"] for c in cells],
                         color=line.get_color(), alpha=0.15)
     ax.set_xscale("log")
@@ -80,6 +83,7 @@ def main(params_path, cells, out, figure) -> None:
         summary = aggregate(rows, study.budgets)
         full = next((r["subset_size"] for r in rows if r["budget"] == 0), 55_000)
         write_json(out, {"budgets": summary, "conditions": LABELS, "seeds": study.seeds,
+                         "classifier_width": study.classifier_width,
                          "cell_wall_seconds": round(sum(r["wall_seconds"] for r in rows), 1),
                          "confidence_interval": "95 %, two-sided Student t over seeds; gains are paired per seed"})
         plot_study(summary, Path(figure), full / 10)

@@ -4,12 +4,14 @@ Draws b real images per digit from the train split (never validation or test) wi
 budget-matched cGAN on them only, trains one classifier per condition (real; real + classical
 augmentation; real + synthetic; real + synthetic + classical; synthetic only; and the last-but-one pair
 again with the pipeline's generator, which saw all train images), makes every pick on validation and
-scores each final classifier once on the real MNIST test set. Writes one JSON (accuracies in [0, 1]).
+scores each final classifier once on the real MNIST test set; and the fresh-samples conditions (real +
+streamed synthetic, synthetic only streamed: a new G(z, y) for every synthetic image a batch draws). Writes one JSON (accuracies in [0, 1]).
 The protocol is :mod:`pipeline.evaluation.study_protocol`; ``dvc.yaml`` runs one stage per cell (``matrix:``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -47,12 +49,15 @@ def main(budget, seed, params_path, data, fullgen, out, threads) -> None:
         subset = draw_subset(splits.train_labels, budget, seed)
         if budget and len(subset) != 10 * budget:
             raise PipelineError(f"drew {len(subset)} images for budget {budget}")
-        result = run_cell(splits, subset, generator, params.train_cgan, params.train_judge,
+        result = run_cell(splits, subset, budget, generator, params.train_cgan, params.train_judge,
                           params.study, seed)
         write_json(out, {
             "budget": budget, "seed": seed, "subset_size": len(subset),
             "subset_sha256": subset_sha256(splits.train_images[subset]),
             "fullgen_sha256": sha256_file(fullgen),
+            "gan_recipe": {k: v for k, v in dataclasses.asdict(params.study.for_budget(budget)).items()
+                           if k.startswith("gan_") and k != "gan_recipes"},
+            "classifier_steps": params.study.steps_for(budget),
             "test": result.test, "validation": result.validation, "picks": result.picks,
             "wall_seconds": round(time.perf_counter() - start, 1),
         })

@@ -17,13 +17,11 @@ from pipeline.data.splits import Splits
 from pipeline.evaluation.study_protocol import (
     CONDITIONS,
     FULLGEN_CONDITIONS,
-    aggregate,
     classical_transforms,
     draw_subset,
     run_cell,
-    summarize,
-    verdict,
 )
+from pipeline.evaluation.study_summary import aggregate, summarize, verdict
 from pipeline.training.networks import Generator, GeneratorConfig
 from tests.conftest import run_module
 
@@ -38,7 +36,7 @@ def _splits(seed: int = 0) -> Splits:
 
 @pytest.fixture
 def tiny(params):
-    study = dataclasses.replace(params.study, val_size=50, classifier_width=4, classifier_steps=3,
+    study = dataclasses.replace(params.study, budgets=[5], classifier_width=4, classifier_steps={5: 3}, val_size=50,
                                 batch_size=8, gan_steps=7, gan_batch_size=8, gan_g_width=8, gan_d_width=8,
                                 max_synthetic_per_class=20)
     return params.train_cgan, study  # the study's own gan_batch_size sets the cGAN's batch
@@ -74,7 +72,7 @@ def test_budget_matched_generator_and_real_data_come_only_from_the_subset(tiny, 
     splits = _splits()
     subset = draw_subset(splits.train_labels, 5, seed=1)
     allowed = _rows(splits.train_images[subset])
-    seen_by_gan, seen_by_classifiers = [], []
+    seen_by_gan, seen_by_classifiers, streamed = [], [], []
     real_train_gan = augmentation.train_cgan
     real_fit = augmentation.fit_classifier
 
@@ -82,13 +80,15 @@ def test_budget_matched_generator_and_real_data_come_only_from_the_subset(tiny, 
         seen_by_gan.append(_rows(images))
         return real_train_gan(recipe, images, labels, device)
 
-    def spy_fit(images, labels, params, recipe, seed, augment=None, desc=""):
+    def spy_fit(images, labels, params, recipe, seed, steps, augment=None, stream=None, desc=""):
         seen_by_classifiers.append((desc, _rows(images)))
-        return real_fit(images, labels, params, recipe, seed, augment, desc)
+        if stream is not None:  # fresh samples: as many slots as the fixed pool, drawn from the budget's G
+            streamed.append((desc, stream[0], len(stream[1])))
+        return real_fit(images, labels, params, recipe, seed, steps, augment, stream, desc)
 
     monkeypatch.setattr(augmentation, "train_cgan", spy_gan)
     monkeypatch.setattr(augmentation, "fit_classifier", spy_fit)
-    result = run_cell(splits, subset, _fullgen(cgan.z_dim), cgan, params.train_judge, study, seed=1)
+    result = run_cell(splits, subset, 5, _fullgen(cgan.z_dim), cgan, params.train_judge, study, seed=1)
     assert len(seen_by_gan) == 1 and seen_by_gan[0] == allowed  # 7 steps x 8 >= 50: every subset image, nothing else
     real_of = {desc.split()[-1]: rows & _rows(splits.train_images) for desc, rows in seen_by_classifiers}
     assert real_of["real"] == allowed and all(rows <= allowed for rows in real_of.values())
@@ -98,6 +98,8 @@ def test_budget_matched_generator_and_real_data_come_only_from_the_subset(tiny, 
     assert all(0.0 <= v <= 1.0 for v in result.test.values())
     assert result.picks["transform_strength"] in study.transform_strengths
     assert result.picks["synthetic_ratio"] in study.synthetic_ratios
+    assert [desc.split()[-1] for desc, _, _ in streamed] == ["real_synthetic_stream", "synthetic_stream"]
+    assert all(slots == 10 * min(20, 5 * result.picks["synthetic_ratio"]) for _, _, slots in streamed)
 
 
 def test_classical_augmentation_changes_images_and_keeps_shape():
@@ -113,7 +115,8 @@ def test_same_seed_reproduces_a_cell_exactly(tmp_path, tiny_project, tiny_checkp
     import yaml
 
     raw = yaml.safe_load((tiny_project / "params.yaml").read_text())
-    raw["study"].update({"val_size": 20, "classifier_width": 4, "classifier_steps": 3, "batch_size": 8,
+    raw["study"].update({"val_size": 20, "classifier_width": 4, "batch_size": 8, "budgets": [5],
+                         "classifier_steps": {5: 3},
                                       "gan_steps": 2, "gan_batch_size": 16, "gan_g_width": 8, "gan_d_width": 8,
                                       "max_synthetic_per_class": 20})
     (tiny_project / "params.yaml").write_text(yaml.safe_dump(raw))
@@ -142,11 +145,14 @@ def test_intervals_come_from_per_seed_results_and_gains_are_paired():
     for seed, base in enumerate([0.50, 0.70, 0.90]):
         test = {k: base for k in (*CONDITIONS, *FULLGEN_CONDITIONS)}
         test.update({"real_classical": base + 0.01, "real_synthetic_classical": base + 0.01})
-        cells.append({"budget": 10, "seed": seed, "test": test, "picks": {}})
+        cells.append({"budget": 10, "seed": seed, "test": test, "picks": {}, "validation": {"synthetic": base - 0.1},
+                      "gan_recipe": {"gan_steps": 9}, "classifier_steps": 5})
     entry = aggregate(cells, [10])["10"]
     gain = entry["gains"]["classical_over_real"]
     assert gain["mean"] == pytest.approx(0.01) and gain["ci_low"] == pytest.approx(0.01)
     assert entry["test_accuracy"]["real"]["values"] == [0.50, 0.70, 0.90]
+    assert entry["gan_validation_tstr"]["values"] == pytest.approx([0.40, 0.60, 0.80])  # the recipe's pick figure
+    assert entry["gan_recipe"] == {"gan_steps": 9} and entry["classifier_steps"] == 5
     assert entry["test_accuracy"]["real"]["ci_low"] < 0.5  # unpaired, the same data would be all noise
     assert "does not help beyond classical augmentation at b = 10" in entry["verdict"]
     assert "helps beyond" in verdict({"mean": 0.02, "ci_low": 0.01, "ci_high": 0.03, "n": 5}, "10")

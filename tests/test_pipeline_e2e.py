@@ -22,7 +22,7 @@ TINY = {
     "generate": {"per_class": 30},
     "evaluate": {"fid_samples": 200, "diversity_per_class": 20, "synthetic_train_size": 300},
     "study": {"budgets": [5, 0], "seeds": [0, 1], "val_size": 50, "classifier_width": 4,
-                           "classifier_steps": 5, "batch_size": 16, "gan_steps": 3, "gan_g_width": 8, "gan_d_width": 8,
+                           "classifier_steps": {5: 5, 0: 5}, "batch_size": 16, "gan_steps": 3, "gan_g_width": 8, "gan_d_width": 8,
                            "max_synthetic_per_class": 20},
 }
 
@@ -78,6 +78,14 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
     tstr_runs = augmentation["runs"]["tstr"], augmentation["runs"][f"tstr_seed_{seed + 1}"]
     assert augmentation["tstr_accuracy_seeds"] == [run["test_accuracy"] for run in tstr_runs]
     assert augmentation["tstr_accuracy_mean"] == pytest.approx(sum(run["test_accuracy"] for run in tstr_runs) / 2)
+    stream_runs = augmentation["runs"]["tstr_stream"], augmentation["runs"][f"tstr_stream_seed_{seed + 1}"]
+    assert augmentation["tstr_stream_accuracy_seeds"] == [run["test_accuracy"] for run in stream_runs]
+    assert augmentation["tstr_stream_accuracy_mean"] == pytest.approx(sum(augmentation["tstr_stream_accuracy_seeds"]) / 2)
+    assert augmentation["stream"]["seed"] == params["evaluate"]["stream_seed"]
+    # every epoch draws a new set of synthetic_train_size (300) images: the judge's steps span several
+    assert all(run["synthetic_images_drawn"] % 300 == 0 and run["synthetic_images_drawn"] > 300 for run in stream_runs)
+    assert augmentation["stream_augmentation_gain"] == pytest.approx(
+        augmentation["real_plus_stream_accuracy"] - augmentation["real_only_accuracy"])
     images, labels = read_export(project / "data/synthetic")
     assert np.bincount(labels).tolist() == [30] * 10
     assert quality["evaluation_classifier"]["role"] == "judge" and quality["curation"] is None

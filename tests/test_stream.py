@@ -85,3 +85,15 @@ def test_readme_stream_example_runs():
                             env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "epoch 1: 128 fresh images, digits [0, 1, 2, 3, 4" in result.stdout
+
+
+def test_arrays_give_an_epoch_at_once_as_the_export_stores_it(export):
+    images, labels = export
+    data = stream(samples_per_epoch=300, batch_size=128)
+    epoch_images, epoch_labels = data.arrays(1)
+    assert epoch_images.dtype == np.uint8 and epoch_labels.dtype == np.int64
+    assert np.array_equal(epoch_images, images[300:600]) and np.array_equal(epoch_labels, labels[300:600])
+    data.set_epoch(0)
+    assert np.array_equal(data.arrays()[0], images[:300])  # default: the epoch set_epoch chose
+    with pytest.raises(PipelineError, match="endless"):
+        stream().arrays(0)

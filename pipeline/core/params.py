@@ -98,6 +98,7 @@ class EvaluateParams:
     diversity_per_class: int  # images per class for the pairwise-distance diversity figure
     synthetic_train_size: int  # synthetic images used to train the TSTR and real + synthetic classifiers
     tstr_seeds: int  # TSTR classifiers trained, with the judge's seed and the next ones; TSTR is also their mean
+    stream_seed: int  # sampling seed of the fresh-samples conditions (SyntheticStream; the export's is generate.seed)
 
     def __post_init__(self):
         if self.tstr_seeds < 1:
@@ -112,9 +113,10 @@ class StudyParams:
     seeds: list[int]  # one cell per (budget, seed): the seed draws the subset, the generator and the classifiers
     val_size: int  # validation images that make the picks (of the held-out split)
     classifier_width: int
-    classifier_steps: int  # optimisation steps of every classifier, in every condition
+    classifier_steps: dict  # budget -> optimisation steps of every classifier of that budget, in every condition
     batch_size: int
     lr: float  # peak learning rate of the one-cycle schedule (AdamW)
+    autocast: str  # as train_judge.autocast: "bfloat16" (mixed precision) or "" (float32)
     gan_steps: int  # optimisation steps of each budget-matched cGAN (the train_cgan recipe otherwise)
     gan_g_width: int
     gan_d_width: int
@@ -122,9 +124,37 @@ class StudyParams:
     gan_lr_d: float
     gan_batch_size: int  # batch of each budget-matched cGAN step (its own, not train_cgan's)
     gan_diffaugment: str  # DiffAugment policy of the budget-matched cGANs (Zhao et al. 2020); "" = off
+    gan_recipes: dict  # budget -> {gan_* key: value}: that budget's changes to the gan_* keys above
     transform_strengths: list[float]  # classical-transform strengths, candidates (picked on validation)
     synthetic_ratios: list[int]  # synthetic:real candidates per class (picked on validation)
     max_synthetic_per_class: int
+
+    def __post_init__(self):
+        steps = self.classifier_steps
+        if not isinstance(steps, dict) or not set(self.budgets) <= set(steps) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in steps.values()):
+            raise ParamsError(f"params study.classifier_steps must map every budget in study.budgets "
+                              f"({self.budgets}) to steps >= 1, got {steps!r}")
+        gan_keys = {f.name for f in dataclasses.fields(self) if f.name.startswith("gan_") and f.name != "gan_recipes"}
+        recipes = self.gan_recipes
+        if not isinstance(recipes, dict) or not all(
+                isinstance(r, dict) and set(r) <= gan_keys for r in recipes.values()):
+            raise ParamsError(f"params study.gan_recipes must map budgets to changes of {sorted(gan_keys)}, "
+                              f"got {recipes!r}")
+
+    def for_budget(self, budget: int) -> "StudyParams":
+        """These params with ``gan_recipes[budget]`` applied (the budget-matched cGAN's recipe at ``budget``)."""
+        return dataclasses.replace(self, **self.gan_recipes.get(budget, {}))
+
+    def steps_for(self, budget: int) -> int:
+        """Optimisation steps of every classifier at ``budget`` real images per class (0 = all).
+
+        Raises:
+            ParamsError: ``classifier_steps`` has no entry for ``budget``.
+        """
+        if budget not in self.classifier_steps:
+            raise ParamsError(f"params study.classifier_steps has no steps for budget {budget}")
+        return self.classifier_steps[budget]
 
 
 @dataclass(frozen=True)
@@ -202,3 +232,14 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as error:
         raise ParamsError(f"params file {path} is not valid YAML: {error}") from None
     return params_from_dict(raw)
+
+
+def parse_overrides(pairs: tuple[str, ...]) -> dict:
+    """``("ema_decay=0", "d_width=32")`` -> ``{"ema_decay": 0, "d_width": 32}`` (values parsed as YAML)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ParamsError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out

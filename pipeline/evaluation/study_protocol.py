@@ -3,13 +3,15 @@ conditions, and confidence intervals over seeds. Pure and importable.
 
 One *cell* is a (budget b, seed) pair. Its seed draws b real images per class from the train split
 (never validation or test), trains a cGAN on those images only (the budget-matched generator), and
-trains one classifier per condition, all with the same architecture, recipe and number of steps:
+trains one classifier per condition, all with the same architecture, recipe and number of steps (the budget's):
 
 1. ``real``: the b images per class;
 2. ``real_classical``: + torchvision v2 affine and elastic augmentation (strength picked on validation);
 3. ``real_synthetic``: + synthetic images (synthetic:real ratio picked on validation);
 4. ``real_synthetic_classical``: both, with the picks of 2 and 3;
-5. ``synthetic``: synthetic only (TSTR, Esteban et al. 2017), the synthetic set of 3.
+5. ``synthetic``: synthetic only (TSTR, Esteban et al. 2017), the synthetic set of 3;
+6. ``real_synthetic_stream`` and 7. ``synthetic_stream``: 3 and 5 with fresh samples: every synthetic image a
+   batch draws is a new G(z, y) ("dataset recycling", GaFi, arXiv 2305.10118), in the same proportion.
 
 Conditions 3 and 5 are repeated with the pipeline's generator trained on all train images (suffix
 ``_fullgen``: "generator saw all 60k", at the ratio picked for the budget-matched generator), so the gap
@@ -27,35 +29,27 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy import stats
 from torch.nn import functional as F
 from torchvision.transforms import v2
 from tqdm import tqdm
 
 from pipeline.core.params import CGANParams, ClassifierParams, StudyParams
-from pipeline.core.utils import PipelineError
+from pipeline.core.utils import PipelineError, autocast
 from pipeline.data.splits import Splits, to_tensor, to_uint8
-from pipeline.generation.inference import sample_images
+from pipeline.generation.inference import InferenceGenerator, sample_images
 from pipeline.training.cgan import train_cgan
 from pipeline.training.classifier import accuracy
 from pipeline.training.networks import NUM_CLASSES, Classifier, ClassifierConfig, Generator
 
 log = logging.getLogger(__name__)
 
-CONDITIONS = ("real", "real_classical", "real_synthetic", "real_synthetic_classical", "synthetic")
+CONDITIONS = ("real", "real_classical", "real_synthetic", "real_synthetic_classical", "synthetic",
+              "real_synthetic_stream", "synthetic_stream")
 FULLGEN_CONDITIONS = ("real_synthetic_fullgen", "synthetic_fullgen")
 #: torchvision v2 transforms draw one set of random parameters per call: they are called on groups of this
-#: many images (8 draws per batch of 64): per image, the transforms would cost several times the training
+#: many images (8 draws per batch of 128): per image, the transforms would cost several times the training
 #: step itself on a CPU.
-AUGMENT_GROUP = 8
-#: Paired differences reported per budget: (name, condition, baseline).
-GAINS = (
-    ("synthetic_over_real", "real_synthetic", "real"),
-    ("classical_over_real", "real_classical", "real"),
-    ("synthetic_over_classical", "real_synthetic", "real_classical"),
-    ("synthetic_beyond_classical", "real_synthetic_classical", "real_classical"),
-    ("fullgen_synthetic_over_real", "real_synthetic_fullgen", "real"),
-)
+AUGMENT_GROUP = 16
 
 
 def draw_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -100,30 +94,39 @@ def classical_transforms(strength: float) -> Callable[[torch.Tensor], torch.Tens
 
 
 def fit_classifier(images: torch.Tensor, labels: torch.Tensor, params: StudyParams, recipe: ClassifierParams,
-                   seed: int, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                   desc: str = "classifier") -> Classifier:
-    """Train a :class:`Classifier` (width ``params.classifier_width``, the judge's dropout) for exactly
-    ``params.classifier_steps`` AdamW steps (the judge's weight decay) with a one-cycle schedule, batches of
-    ``params.batch_size`` drawn uniformly with replacement.
+                   seed: int, steps: int, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   stream: tuple[Generator, torch.Tensor] | None = None, desc: str = "classifier") -> Classifier:
+    """Train a :class:`Classifier` (width ``params.classifier_width``, the judge's dropout) for exactly ``steps``
+    AdamW steps (the judge's weight decay) with a one-cycle schedule, batches of ``params.batch_size`` drawn
+    uniformly with replacement, channels-last, in ``params.autocast`` (mixed precision, as the judge trains).
 
     Args:
         images: ``(N, 1, 28, 28) float32`` in [-1, 1]; ``labels``: ``(N,) int64``.
         recipe: the judge's params (``train_judge``): dropout and weight decay.
-        seed: weights, batch draws, dropout and augmentation randomness.
+        seed: weights, batch draws, dropout, augmentation and stream randomness.
+        steps: optimisation steps (the budget's, :meth:`StudyParams.steps_for`).
+        stream: ``(generator, slot_labels (M,) int64)``: M more slots in the pool; a draw of slot j is a fresh
+            G(z, slot_labels[j]) with a new z (stored as uint8 first, as an export would), never reused.
     Returns:
         The classifier after the last step, in eval mode (no selection on any data).
     """
     torch.manual_seed(seed)
     draws = torch.Generator().manual_seed(seed)
+    latents = torch.Generator().manual_seed(seed + 1_000_003)
     model = Classifier(ClassifierConfig(width=params.classifier_width, dropout=recipe.dropout))
+    model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=recipe.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=params.lr, total_steps=params.classifier_steps)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=params.lr, total_steps=steps)
+    slots = len(images) + (0 if stream is None else len(stream[1]))
+    device = torch.device("cpu")
     model.train()
-    bar = tqdm(range(params.classifier_steps), desc=desc, leave=False, mininterval=1.0)
+    bar = tqdm(range(steps), desc=desc, leave=False, mininterval=1.0)
     for step in bar:
-        idx = torch.randint(len(images), (params.batch_size,), generator=draws)
-        batch = images[idx] if augment is None else augment(images[idx])
-        loss = F.cross_entropy(model(batch), labels[idx])
+        idx = torch.randint(slots, (params.batch_size,), generator=draws)
+        batch_x, batch_y = _draw(images, labels, idx, stream, latents)
+        batch_x = batch_x if augment is None else augment(batch_x)
+        with autocast(device, params.autocast):
+            loss = F.cross_entropy(model(batch_x.contiguous(memory_format=torch.channels_last)), batch_y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -131,6 +134,22 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, params: StudyPara
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     return model.eval()
+
+
+def _draw(images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, stream: tuple[Generator, torch.Tensor] | None,
+          latents: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch of pool slots ``idx``: stored images, and fresh samples of G for the stream's slots."""
+    real = idx < len(images)
+    if stream is None or bool(real.all()):
+        return images[idx], labels[idx]
+    generator, slot_labels = stream
+    fresh_y = slot_labels[idx[~real] - len(images)]
+    z = torch.randn(len(fresh_y), generator.config.z_dim, generator=latents)
+    x = torch.empty((len(idx), *images.shape[1:]), dtype=images.dtype)
+    x[real], x[~real] = images[idx[real]], to_tensor(to_uint8(sample_images(generator, z, fresh_y)))
+    y = torch.empty(len(idx), dtype=torch.int64)
+    y[real], y[~real] = labels[idx[real]], fresh_y
+    return x, y
 
 
 def train_budget_generator(images: np.ndarray, labels: np.ndarray, cgan: CGANParams, params: StudyParams,
@@ -170,12 +189,14 @@ class CellResult:
     picks: dict[str, float]
 
 
-def run_cell(splits: Splits, subset: np.ndarray, fullgen: Generator, cgan: CGANParams, recipe: ClassifierParams,
-             params: StudyParams, seed: int, budget_generator: Generator | None = None) -> CellResult:
+def run_cell(splits: Splits, subset: np.ndarray, budget: int, fullgen: Generator, cgan: CGANParams,
+             recipe: ClassifierParams, params: StudyParams, seed: int,
+             budget_generator: Generator | None = None) -> CellResult:
     """Train every condition of one cell and score it: candidates on validation, finals once on test.
 
     Args:
         subset: indices into ``splits.train_*`` from :func:`draw_subset`; nothing else of train is read.
+        budget: its images per class (0 = all), which sets every classifier's steps (``params.steps_for``).
         fullgen: the pipeline's generator (trained on the whole train split).
         cgan, recipe: the ``train_cgan`` and ``train_judge`` params the study's recipes start from.
         budget_generator: the budget-matched generator; default: trained here with
@@ -187,11 +208,13 @@ def run_cell(splits: Splits, subset: np.ndarray, fullgen: Generator, cgan: CGANP
     per_class = len(subset) // NUM_CLASSES
     if budget_generator is None:
         budget_generator = train_budget_generator(splits.train_images[subset], splits.train_labels[subset], cgan,
-                                                  params, seed)
+                                                  params.for_budget(budget), seed)
     validation, finals, picks = {}, {}, {}
 
-    def fit(name: str, x, y, strength: float = 0.0) -> Classifier:
-        model = fit_classifier(x, y, params, recipe, seed, classical_transforms(strength),
+    steps = params.steps_for(budget)
+
+    def fit(name: str, x, y, strength: float = 0.0, stream=None) -> Classifier:
+        model = fit_classifier(x, y, params, recipe, seed, steps, classical_transforms(strength), stream,
                                desc=f"b{per_class} s{seed} {name}")
         validation[name] = accuracy(model, val_x, val_y)
         return model
@@ -220,6 +243,11 @@ def run_cell(splits: Splits, subset: np.ndarray, fullgen: Generator, cgan: CGANP
     finals["real_synthetic_classical"] = fit("real_synthetic_classical", *with_real(*pools[ratio]),
                                              picks["transform_strength"])
     finals["synthetic"] = fit("synthetic", *pools[ratio])
+    # The fresh-samples conditions: the same pools, every synthetic draw a new G(z, y).
+    fresh = InferenceGenerator(budget_generator)
+    empty = real_x[:0], real_y[:0]
+    finals["real_synthetic_stream"] = fit("real_synthetic_stream", real_x, real_y, stream=(fresh, pools[ratio][1]))
+    finals["synthetic_stream"] = fit("synthetic_stream", *empty, stream=(fresh, pools[ratio][1]))
     full_pool = pool(fullgen, ratio)
     finals["real_synthetic_fullgen"] = fit("real_synthetic_fullgen", *with_real(*full_pool))
     finals["synthetic_fullgen"] = fit("synthetic_fullgen", *full_pool)
@@ -229,52 +257,3 @@ def run_cell(splits: Splits, subset: np.ndarray, fullgen: Generator, cgan: CGANP
     test_x, test_y = to_tensor(splits.test_images), torch.from_numpy(splits.test_labels).long()
     test = {name: accuracy(model, test_x, test_y) for name, model in finals.items()}
     return CellResult(test=test, validation=validation, picks=picks)
-
-
-def summarize(values: list[float], confidence: float = 0.95) -> dict:
-    """Mean, sample standard deviation and the two-sided Student-t confidence interval of the mean of
-    per-seed values (n >= 2; with n = 1 the interval is [mean, mean] and ``std`` is 0).
-
-    Returns:
-        ``{"n", "mean", "std", "ci_low", "ci_high", "values"}``, in the values' units.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) == 0:
-        raise PipelineError("no per-seed values to summarize")
-    mean = float(x.mean())
-    std = float(x.std(ddof=1)) if len(x) > 1 else 0.0
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * std / math.sqrt(len(x))) if len(x) > 1 else 0.0
-    return {"n": len(x), "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half,
-            "values": x.tolist()}
-
-
-def verdict(gain: dict, budget_name: str) -> str:
-    """Plain words for the paired gain of real + synthetic + classical over real + classical."""
-    low, high = 100 * gain["ci_low"], 100 * gain["ci_high"]
-    interval = f"{100 * gain['mean']:+.2f} points, 95 % CI [{low:+.2f}, {high:+.2f}], {gain['n']} seeds"
-    if low > 0:
-        return f"synthetic data helps beyond classical augmentation at b = {budget_name} ({interval})"
-    if high < 0:
-        return f"synthetic data hurts compared with classical augmentation alone at b = {budget_name} ({interval})"
-    return f"synthetic data does not help beyond classical augmentation at b = {budget_name} ({interval})"
-
-
-def aggregate(cells: list[dict], budgets: list[int]) -> dict:
-    """Per budget: every condition's :func:`summarize` of test accuracy over seeds, every :data:`GAINS`
-    paired difference (same seed) with its own interval, and the :func:`verdict`.
-
-    Raises:
-        PipelineError: a budget has no cells.
-    """
-    out = {}
-    for budget in budgets:
-        rows = sorted((c for c in cells if c["budget"] == budget), key=lambda c: c["seed"])
-        if not rows:
-            raise PipelineError(f"no study cells for budget {budget}")
-        name = "all" if budget == 0 else str(budget)
-        conditions = {k: summarize([r["test"][k] for r in rows]) for k in (*CONDITIONS, *FULLGEN_CONDITIONS)}
-        gains = {g: summarize([r["test"][a] - r["test"][b] for r in rows]) for g, a, b in GAINS}
-        out[name] = {"budget_per_class": budget, "seeds": [r["seed"] for r in rows], "test_accuracy": conditions,
-                     "gains": gains, "verdict": verdict(gains["synthetic_beyond_classical"], name),
-                     "picks": [r["picks"] for r in rows]}
-    return out

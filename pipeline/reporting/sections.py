@@ -97,6 +97,22 @@ def tstr_mean_row(downstream: dict) -> str:
             f"{pct(downstream['tstr_val_accuracy_mean'])}) | {pct(downstream['tstr_accuracy_mean'])} |\n")
 
 
+def stream_rows(downstream: dict) -> str:
+    """The report's metrics-table rows (each with its newline) of the fresh-samples conditions: TSTR-stream
+    averaged over classifier seeds, real + streamed synthetic and its gain; "" for a downstream.json without them."""
+    if "tstr_stream_accuracy_mean" not in downstream:
+        return ""
+    runs, seeds = downstream["runs"], downstream["tstr_classifier_seeds"]
+    values = ", ".join(pct(value) for value in downstream["tstr_stream_accuracy_seeds"])
+    drawn = runs["tstr_stream"]["synthetic_images_drawn"]
+    return (f"| TSTR-stream: a new set of {downstream['stream']['images_per_epoch']:,} synthetic images every epoch "
+            f"({drawn:,} drawn), mean over classifier seeds {', '.join(map(str, seeds))} ({values}; validation "
+            f"mean {pct(downstream['tstr_stream_val_accuracy_mean'])}) | {pct(downstream['tstr_stream_accuracy_mean'])} |\n"
+            f"| real + streamed synthetic | {pct(downstream['real_plus_stream_accuracy'])} |\n"
+            f"| augmentation gain, streamed (real + streamed synthetic − real only) | "
+            f"{100 * downstream['stream_augmentation_gain']:+.2f} points |\n")
+
+
 def per_digit_table(digits: list[str], judge: dict, quality: dict, runs: dict) -> str:
     """The report's per-digit table (judge on real test, class-conditional accuracy, diversity ratio and,
     when ``runs`` (downstream.json's) has per-digit test accuracies, TSTR on real test and its gap to the
@@ -130,9 +146,9 @@ def per_digit_table(digits: list[str], judge: dict, quality: dict, runs: dict) -
 
 
 STUDY_COLUMNS = ("real", "real_classical", "real_synthetic", "real_synthetic_classical", "synthetic",
-                 "real_synthetic_fullgen", "synthetic_fullgen")
+                 "real_synthetic_stream", "synthetic_stream", "real_synthetic_fullgen", "synthetic_fullgen")
 STUDY_GAINS = ("synthetic_over_real", "classical_over_real", "synthetic_over_classical", "synthetic_beyond_classical",
-               "fullgen_synthetic_over_real")
+               "stream_over_fixed_synthetic", "stream_synthetic_over_real", "fullgen_synthetic_over_real")
 
 
 def study_tables(study: dict) -> dict:
@@ -147,6 +163,7 @@ def study_tables(study: dict) -> dict:
             "gains": "\n".join(f"| {b} | " + " | ".join(gain(e["gains"][k]) for k in STUDY_GAINS) + " |"
                                for b, e in budgets.items()),
             "verdicts": [e["verdict"] for e in budgets.values()], "seeds": len(study["seeds"]),
+            "width": study.get("classifier_width", "?"),
             "cell_minutes": study["cell_wall_seconds"] / 60}
 
 
@@ -164,6 +181,7 @@ def headline_metrics(metrics: dict, study: dict | None) -> dict:
                  "worst_digit_accuracy": min(quality["per_class_accuracy"].values()),
                  "tstr_accuracy": downstream["tstr_accuracy"],
                  "tstr_accuracy_mean": downstream.get("tstr_accuracy_mean", downstream["tstr_accuracy"]),
+                 "tstr_stream_accuracy_mean": downstream.get("tstr_stream_accuracy_mean"),
                  "fid": quality["fid"], "fid_real_floor": quality["fid_real_floor"],
                  "fid_over_floor": quality["fid"] / quality["fid_real_floor"],
                  "memorization_share": quality["memorization"]["share_closer_than_heldout"]}
@@ -176,7 +194,9 @@ def headline_metrics(metrics: dict, study: dict | None) -> dict:
         "synthetic": synthetic,
         "downstream": {"real_only_accuracy": downstream["real_only_accuracy"],
                          "real_plus_synthetic_accuracy": downstream["real_plus_synthetic_accuracy"],
-                         "augmentation_gain": downstream["augmentation_gain"]},
+                         "augmentation_gain": downstream["augmentation_gain"],
+                         "real_plus_stream_accuracy": downstream.get("real_plus_stream_accuracy"),
+                         "stream_augmentation_gain": downstream.get("stream_augmentation_gain")},
         "generate_images_per_second": metrics["generate"]["images_per_second"],
         "wall_seconds": {"prepare": metrics["prepare"]["wall_seconds"],
                          "train_judge": metrics["judge"]["wall_seconds"],

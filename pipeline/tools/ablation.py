@@ -34,7 +34,6 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from pipeline.core.cli import run, user_errors
@@ -45,6 +44,7 @@ from pipeline.core.params import (
     ParamsError,
     load_params,
     params_from_dict,
+    parse_overrides,
 )
 from pipeline.core.utils import get_device, save_checkpoint, sha256_file, write_json
 from pipeline.data.splits import load_splits, to_tensor
@@ -158,17 +158,6 @@ def judge_recipe_tstr(generator: Generator, recipe: ClassifierParams, total_step
     rng = torch.Generator().manual_seed(FULL_TSTR_SEED)
     return synthetic_tstr(generator, recipe, FULL_TSTR_IMAGES, total_steps, rng, val_images, val_labels,
                           "tstr-judge-recipe", device)
-
-
-def parse_overrides(pairs: tuple[str, ...]) -> dict:
-    """``("ema_decay=0", "d_width=32")`` -> ``{"ema_decay": 0, "d_width": 32}`` (values parsed as YAML)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ParamsError(f"--set expects key=value, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 @click.command(help=__doc__)

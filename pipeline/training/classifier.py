@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from pipeline.core.params import ClassifierParams
-from pipeline.core.utils import autocast
+from pipeline.core.utils import PipelineError, autocast
 from pipeline.training.networks import Classifier, ClassifierConfig
 from pipeline.training.transforms import random_affine
 
@@ -81,6 +81,7 @@ def train_classifier(
     seed: int | None = None,
     desc: str = "classifier",
     on_epoch: Callable[[dict], None] | None = None,
+    fresh: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> TrainResult:
     """Train a :class:`Classifier` with the judge's recipe and keep the best-on-validation epoch.
 
@@ -91,8 +92,13 @@ def train_classifier(
             Give the same number to compare training sets at equal budget.
         seed: overrides ``params.seed`` (weights init, batch order, dropout).
         on_epoch: called with each epoch's history row (e.g. to log it with dvclive).
+        fresh: ``fresh(epoch)`` (epochs count from 1) gives the training set of every epoch after the first,
+            ``(images, labels)`` of the same shapes as ``train_images`` and ``train_labels``: a new draw of
+            synthetic images per epoch (the evaluation's stream conditions). Default: the same set every epoch.
     Returns:
         :class:`TrainResult` with the selected model (in eval mode) and per-epoch history.
+    Raises:
+        PipelineError: ``fresh`` gave a set of another size.
     """
     seed = params.seed if seed is None else seed
     torch.manual_seed(seed)
@@ -107,6 +113,10 @@ def train_classifier(
     step = 0
     for epoch in range(1, epochs + 1):
         model.train()
+        if fresh is not None and epoch > 1:
+            size, (train_images, train_labels) = len(train_images), fresh(epoch)
+            if len(train_images) != size or len(train_labels) != size:
+                raise PipelineError(f"fresh({epoch}) gave {len(train_images)} images, the first epoch had {size}")
         order = torch.randperm(len(train_images), generator=generator)
         n_steps = min(per_epoch, total_steps - step)
         running = 0.0
