@@ -154,16 +154,24 @@ STUDY_GAINS = ("synthetic_over_real", "classical_over_real", "synthetic_over_cla
 def study_tables(study: dict) -> dict:
     """The augmentation study's tables for the report: ``accuracy`` (Markdown rows: test accuracy per budget and
     condition, mean and 95 % CI over seeds, in %), ``gains`` (Markdown rows: the paired gains :data:`STUDY_GAINS`
-    in points), ``verdicts`` (one sentence per budget), ``seeds`` (their number) and ``cell_minutes``."""
+    in points), ``verdicts`` (one sentence per budget), ``seeds`` (their number), ``cell_minutes``, ``width`` (the
+    classifier's) and ``recipes`` (Markdown rows per budget: classifier steps, the budget-matched cGAN's steps and
+    DiffAugment policy, its validation TSTR with the interval over seeds)."""
     ci = lambda c: f"{100 * c['mean']:.2f} [{100 * c['ci_low']:.2f}, {100 * c['ci_high']:.2f}]"  # noqa: E731
     gain = lambda c: f"{100 * c['mean']:+.2f} [{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}]"  # noqa: E731
     budgets = study["budgets"]
-    return {"accuracy": "\n".join(f"| {b} | " + " | ".join(ci(e["test_accuracy"][k]) for k in STUDY_COLUMNS) + " |"
-                                  for b, e in budgets.items()),
-            "gains": "\n".join(f"| {b} | " + " | ".join(gain(e["gains"][k]) for k in STUDY_GAINS) + " |"
+    cell = lambda entries, k, fmt: fmt(entries[k]) if k in entries else "—"  # noqa: E731  (older study.json)
+    return {"accuracy": "\n".join(f"| {b} | " + " | ".join(cell(e["test_accuracy"], k, ci) for k in STUDY_COLUMNS)
+                                  + " |" for b, e in budgets.items()),
+            "gains": "\n".join(f"| {b} | " + " | ".join(cell(e["gains"], k, gain) for k in STUDY_GAINS) + " |"
                                for b, e in budgets.items()),
             "verdicts": [e["verdict"] for e in budgets.values()], "seeds": len(study["seeds"]),
             "width": study.get("classifier_width", "?"),
+            "recipes": "\n".join(
+                f"| {b} | {e.get('classifier_steps', '?')} | {(e.get('gan_recipe') or {}).get('gan_steps', '?')} | "
+                f"{(e.get('gan_recipe') or {}).get('gan_diffaugment') or 'none'} | "
+                + (ci(e["gan_validation_tstr"]) if "gan_validation_tstr" in e else "?") + " |"
+                for b, e in budgets.items()),
             "cell_minutes": study["cell_wall_seconds"] / 60}
 
 
