@@ -167,12 +167,16 @@ def study_tables(study: dict) -> dict:
                                for b, e in budgets.items()),
             "verdicts": [e["verdict"] for e in budgets.values()], "seeds": len(study["seeds"]),
             "width": study.get("classifier_width", "?"),
-            "recipes": "\n".join(
-                f"| {b} | {e.get('classifier_steps', '?')} | {(e.get('gan_recipe') or {}).get('gan_steps', '?')} | "
-                f"{(e.get('gan_recipe') or {}).get('gan_diffaugment') or 'none'} | "
-                + (ci(e["gan_validation_tstr"]) if "gan_validation_tstr" in e else "?") + " |"
-                for b, e in budgets.items()),
+            "recipes": "\n".join(_recipe_row(b, e, ci) for b, e in budgets.items()),
             "cell_minutes": study["cell_wall_seconds"] / 60}
+
+
+def _recipe_row(budget: str, entry: dict, ci) -> str:
+    """One budget's row of the study's recipe table; "—" where an older study.json lacks the field."""
+    recipe = entry.get("gan_recipe") or {}
+    tstr = ci(entry["gan_validation_tstr"]) if "gan_validation_tstr" in entry else "—"
+    return (f"| {budget} | {entry.get('classifier_steps', '—')} | {recipe.get('gan_steps', '—')} | "
+            f"{recipe.get('gan_diffaugment') or 'none'} | {tstr} |")
 
 
 def headline_metrics(metrics: dict, study: dict | None) -> dict:
