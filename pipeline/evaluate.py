@@ -65,6 +65,9 @@ def main(params_path, data, synthetic, judge_path, referee, quality, downstream,
         if made_by != sha256_file(checkpoint):
             raise PipelineError(f"{checkpoint} is not the generator that made {synthetic} (its manifest names "
                                 f"sha256 {str(made_by)[:12]}): pass that one with --checkpoint")
+        if "latent_scale" not in manifest:
+            raise PipelineError(f"{synthetic}'s manifest has no latent_scale (an export older than it): "
+                                "make it again with python -m pipeline.generate")
         stream = SyntheticStream(checkpoint, seed=params.evaluate.stream_seed, latent_scale=manifest["latent_scale"],
                                  precision=manifest.get("inference", {}).get("precision", "float32"),
                                  samples_per_epoch=params.evaluate.synthetic_train_size, batch_size=1000)

@@ -11,7 +11,6 @@ The protocol is :mod:`pipeline.evaluation.study_protocol`; ``dvc.yaml`` runs one
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 
@@ -55,8 +54,7 @@ def main(budget, seed, params_path, data, fullgen, out, threads) -> None:
             "budget": budget, "seed": seed, "subset_size": len(subset),
             "subset_sha256": subset_sha256(splits.train_images[subset]),
             "fullgen_sha256": sha256_file(fullgen),
-            "gan_recipe": {k: v for k, v in dataclasses.asdict(params.study.for_budget(budget)).items()
-                           if k.startswith("gan_") and k != "gan_recipes"},
+            "gan_recipe": params.study.gan_recipe(budget),
             "classifier_steps": params.study.steps_for(budget),
             "test": result.test, "validation": result.validation, "picks": result.picks,
             "wall_seconds": round(time.perf_counter() - start, 1),

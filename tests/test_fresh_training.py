@@ -68,6 +68,10 @@ def test_study_steps_and_gan_recipes_per_budget(params):
     assert all(study.steps_for(b) >= 1 for b in study.budgets)
     changed = dataclasses.replace(study, gan_recipes={10: {"gan_steps": 7, "gan_diffaugment": "cutout"}})
     assert changed.for_budget(10).gan_steps == 7 and changed.for_budget(100).gan_steps == study.gan_steps
+    recipe = changed.gan_recipe(10)
+    assert list(recipe) == study.gan_keys() and "gan_recipes" not in recipe and "gan_ada_target" in recipe
+    assert recipe["gan_steps"] == 7 and recipe["gan_diffaugment"] == "cutout"
+    assert changed.gan_recipe(100)["gan_steps"] == study.gan_steps
     with pytest.raises(ParamsError, match="classifier_steps must map every budget"):
         dataclasses.replace(study, classifier_steps={10: 5})
     with pytest.raises(ParamsError, match="gan_recipes must map budgets"):

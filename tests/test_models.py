@@ -139,3 +139,40 @@ def test_generator_variants_keep_shapes_and_the_default_keeps_its_checkpoint_key
             images.sum().backward()
             assert all(p.grad is not None for p in generator.parameters())
             assert (generator_flops_per_image(generator) > default_flops) == refine
+
+
+def test_diff_augment_probability_leaves_the_other_images_and_one_draws_nothing_more():
+    from pipeline.training.transforms import diff_augment
+
+    images = torch.full((200, 1, 28, 28), -1.0)
+    images[:, :, 10:18, 10:18] = 1.0
+    always = diff_augment(images, "translation,cutout", torch.Generator().manual_seed(3))
+    assert torch.equal(always, diff_augment(images, "translation,cutout", torch.Generator().manual_seed(3), 1.0))
+    assert torch.equal(diff_augment(images, "translation,cutout", torch.Generator().manual_seed(3), 0.0), images)
+    half = diff_augment(images, "cutout", torch.Generator().manual_seed(3), 0.5)
+    changed = (half != images).flatten(1).any(1).float().mean()
+    assert 0.2 < changed < 0.8  # about half the images cut (a cutout can miss the square: less than 0.5)
+
+
+def test_ada_probability_follows_the_sign_of_d_on_reals():
+    import pytest
+
+    from pipeline.training.transforms import AdaptiveProbability
+
+    ada = AdaptiveProbability(target=0.6, kimg=0.1, interval=2)  # 100 images move p from 0 to 1
+    assert ada.p == 0
+    ada.update(torch.ones(10))
+    assert ada.p == 0  # p moves only every `interval` steps
+    assert ada.update(torch.tensor([1.0] * 9 + [-1.0])) == pytest.approx(0.2)  # r = 0.9 > 0.6: 20 images up
+    state = ada.state_dict()
+    for _ in range(20):
+        ada.update(torch.ones(10))
+    assert ada.p == 1.0  # clamped
+    ada.load_state_dict(state)
+    assert ada.p == pytest.approx(0.2)
+    ada.update(-torch.ones(10))
+    assert ada.update(torch.ones(10)) == pytest.approx(0.0)  # r = 0 < 0.6: 20 images down
+    ada.update(-torch.ones(10)), ada.update(-torch.ones(10))
+    assert ada.p == 0.0  # clamped at 0
+    with pytest.raises(ValueError, match="ADA needs"):
+        AdaptiveProbability(target=1.2, kimg=1)

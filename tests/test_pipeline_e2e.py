@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pipeline.dataset import read_export
-from tests.conftest import REPO
+from tests.conftest import REPO, assert_one_line_error, run_module
 
 TINY = {
     "prepare": {"val_size": 200, "subset_per_class": 60},
@@ -119,6 +119,16 @@ def test_tiny_dvc_repro(tmp_path, mnist_dir):
     assert headline["synthetic"]["class_conditional_accuracy"] == quality["class_conditional_accuracy"]
     assert headline["synthetic"]["tstr_accuracy_mean"] == augmentation["tstr_accuracy_mean"]
     assert set(headline["study"]["synthetic_beyond_classical"]) == {"b5", "all"}
+    # evaluate refuses, in one line, an export whose manifest predates the latent scale and another generator
+    old_export = tmp_path / "old_export"
+    shutil.copytree(project / "data/synthetic", old_export)
+    manifest = json.loads((old_export / "manifest.json").read_text())
+    del manifest["latent_scale"]
+    (old_export / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_error(run_module("pipeline.evaluate", "--synthetic", str(old_export), cwd=project),
+                          "has no latent_scale")
+    assert_one_line_error(run_module("pipeline.evaluate", "--checkpoint", "models/judge.pt", cwd=project),
+                          "is not the generator that made")
 
 
 def count_numbers(tree) -> int:

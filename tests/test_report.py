@@ -170,3 +170,15 @@ def test_tstr_mean_row_lists_each_classifier_seed_and_is_empty_for_one_seed():
     one_seed = {"tstr_classifier_seeds": [1], "tstr_accuracy_seeds": [0.983]}
     without_list = {key: value for key, value in augmentation.items() if key != "tstr_accuracy_seeds"}
     assert tstr_mean_row(one_seed) == tstr_mean_row(without_list) == tstr_mean_row({}) == ""
+
+
+def test_study_recipe_rows_name_the_augmentation_of_d():
+    from pipeline.reporting.sections import _recipe_row
+
+    ci = lambda c: f"{100 * c['mean']:.2f}"  # noqa: E731
+    plain = {"gan_steps": 400, "gan_diffaugment": "", "gan_ada_target": 0.0, "gan_ada_kimg": 16, "gan_cr_weight": 0.0}
+    assert _recipe_row("all", {"gan_recipe": plain, "classifier_steps": 900}, ci) == "| all | 900 | 400 | none | — |"
+    adaptive = {**plain, "gan_steps": 1000, "gan_diffaugment": "cutout", "gan_ada_target": 0.6, "gan_cr_weight": 10.0}
+    row = _recipe_row("10", {"gan_recipe": adaptive, "classifier_steps": 200, "gan_validation_tstr": {"mean": 0.7}}, ci)
+    assert row == "| 10 | 200 | 1000 | cutout, ADA (target 0.6, 16 kimg), bCR 10 | 70.00 |"
+    assert _recipe_row("5", {}, ci) == "| 5 | — | — | none | — |"  # an older study.json

@@ -337,3 +337,38 @@ def test_cgan_losses_add_each_term_only_when_weighted():
     expected = (-fake_logit.mean() + F.cross_entropy(fake_class, labels) - 0.5 * F.cross_entropy(twin, labels)
                 + 0.25 * mode_seeking_loss(images, z, 3))
     assert full.item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("change", [{"ada_target": 0.6, "ada_kimg": 0.05}, {"cr_weight": 10.0}])
+def test_ada_and_consistency_regularisation_change_training_and_resume_to_the_same_bytes(params, tmp_path, change):
+    images = torch.rand(32, 1, 28, 28) * 2 - 1
+    labels = torch.arange(32) % 10
+    plain = dataclasses.replace(_tiny_cgan(params), epochs=2, diffaugment="cutout")
+    recipe = dataclasses.replace(plain, **change)
+    base, _ = train_cgan(plain, images, labels, torch.device("cpu"))
+    straight, straight_logs = train_cgan(recipe, images, labels, torch.device("cpu"))
+    z, y = fixed_noise(base.config.z_dim, 2, seed=0)
+    with torch.inference_mode():
+        assert not torch.equal(base(z, y), straight(z, y))
+
+    def crash_after_epoch_1(entry, generator):
+        if entry.epoch == 1:
+            raise KeyboardInterrupt
+
+    state = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_cgan(recipe, images, labels, torch.device("cpu"), on_epoch=crash_after_epoch_1, state_path=state,
+                   state_key="k")
+    resumed, resumed_logs = train_cgan(recipe, images, labels, torch.device("cpu"), resume=read_training_state(state, "k"))
+    assert resumed_logs == straight_logs
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+
+
+def test_ada_and_consistency_regularisation_need_a_policy(params):
+    from pipeline.core.params import ParamsError
+
+    with pytest.raises(ParamsError, match="need a DiffAugment policy"):
+        dataclasses.replace(params.train_cgan, diffaugment="", ada_target=0.6)
+    with pytest.raises(ParamsError, match="ada_target must be in"):
+        dataclasses.replace(params.train_cgan, diffaugment="cutout", ada_target=1.5)

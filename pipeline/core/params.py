@@ -65,13 +65,24 @@ class CGANParams:
     minibatch_std: bool  # D sees the batch's feature std (Karras et al. 2018) against mode collapse
     d_head_conv: bool  # D's extra 3x3 conv at 7x7 (about half of D's FLOPs)
     diffaugment: str  # DiffAugment policy on every D input (Zhao et al. 2020): "", "translation", "translation,cutout"
+    ada_target: float  # 0 = DiffAugment on every image; in (0, 1): ADA's adaptive probability (Karras et al. 2020)
+    ada_kimg: float  # thousands of images over which ADA's probability can move from 0 to 1
+    cr_weight: float  # balanced consistency regularisation of D (Zhao et al. 2021); 0 disables
     max_train_images: int  # 0 = all train images; >0 caps them (tests)
     autocast: str  # "" = float32; "bfloat16" = mixed-precision training (torch.autocast)
+
+    def __post_init__(self):
+        if not 0 <= self.ada_target < 1 or not self.ada_kimg > 0 or self.cr_weight < 0:
+            raise ParamsError(f"params ada_target must be in [0, 1), ada_kimg > 0 and cr_weight >= 0, got "
+                              f"{self.ada_target!r}, {self.ada_kimg!r}, {self.cr_weight!r}")
+        if (self.ada_target > 0 or self.cr_weight > 0) and not self.diffaugment:
+            raise ParamsError("params ada_target and cr_weight need a DiffAugment policy (diffaugment), got none")
 
 
 # train_cgan params added after some ablation runs and checkpoints were made, with the value those older runs had.
 CGAN_PARAMS_BEFORE_THEY_EXISTED = {"autocast": "", "mode_seeking": 0.0, "g_conditional_bn": False, "g_refine": False,
-                                   "lr_decay_epochs": 0, "twin_aux_weight": 0.0}
+                                   "lr_decay_epochs": 0, "twin_aux_weight": 0.0, "ada_target": 0.0, "ada_kimg": 500.0,
+                                   "cr_weight": 0.0}
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,9 @@ class StudyParams:
     gan_lr_d: float
     gan_batch_size: int  # batch of each budget-matched cGAN step (its own, not train_cgan's)
     gan_diffaugment: str  # DiffAugment policy of the budget-matched cGANs (Zhao et al. 2020); "" = off
+    gan_ada_target: float  # as train_cgan.ada_target, ada_kimg and cr_weight, for the budget-matched cGANs
+    gan_ada_kimg: float
+    gan_cr_weight: float
     gan_recipes: dict  # budget -> {gan_* key: value}: that budget's changes to the gan_* keys above
     transform_strengths: list[float]  # classical-transform strengths, candidates (picked on validation)
     synthetic_ratios: list[int]  # synthetic:real candidates per class (picked on validation)
@@ -135,12 +149,21 @@ class StudyParams:
                 isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in steps.values()):
             raise ParamsError(f"params study.classifier_steps must map every budget in study.budgets "
                               f"({self.budgets}) to steps >= 1, got {steps!r}")
-        gan_keys = {f.name for f in dataclasses.fields(self) if f.name.startswith("gan_") and f.name != "gan_recipes"}
         recipes = self.gan_recipes
         if not isinstance(recipes, dict) or not all(
-                isinstance(r, dict) and set(r) <= gan_keys for r in recipes.values()):
-            raise ParamsError(f"params study.gan_recipes must map budgets to changes of {sorted(gan_keys)}, "
+                isinstance(r, dict) and set(r) <= set(self.gan_keys()) for r in recipes.values()):
+            raise ParamsError(f"params study.gan_recipes must map budgets to changes of {sorted(self.gan_keys())}, "
                               f"got {recipes!r}")
+
+    @classmethod
+    def gan_keys(cls) -> list[str]:
+        """The ``gan_*`` keys of a budget-matched cGAN's recipe (all but ``gan_recipes``), in field order."""
+        return [f.name for f in dataclasses.fields(cls) if f.name.startswith("gan_") and f.name != "gan_recipes"]
+
+    def gan_recipe(self, budget: int) -> dict:
+        """The budget-matched cGAN's recipe at ``budget``: ``{gan_* key: value}`` with ``gan_recipes[budget]`` applied."""
+        chosen = self.for_budget(budget)
+        return {key: getattr(chosen, key) for key in self.gan_keys()}
 
     def for_budget(self, budget: int) -> "StudyParams":
         """These params with ``gan_recipes[budget]`` applied (the budget-matched cGAN's recipe at ``budget``)."""

@@ -80,28 +80,29 @@ def downstream_metrics(recipe: ClassifierParams, judge, splits: Splits, syn_imag
                              "train_images": len(real_x), "source": "the judge (same recipe, data, steps and seed)"}}
     # TSTR also with the next classifier seeds: one seed moves TSTR by about +-0.2 point.
     tstr_names = ["tstr"] + [f"tstr_seed_{recipe.seed + i}" for i in range(1, params.tstr_seeds)]
-    conditions = {  # name: (images, labels, classifier seed)
-        "real_plus_synthetic": (torch.cat([real_x, syn_x]), torch.cat([real_y, syn_y]), recipe.seed),
-        **{name: (syn_x, syn_y, recipe.seed + i) for i, name in enumerate(tstr_names)},
+    # name: (the training set of epoch e, from 1: a function, so each set is built just before its run and
+    # freed after it; whether it changes after epoch 1; the classifier seed)
+    conditions = {
+        "real_plus_synthetic": (lambda e: _with_real(real_x, real_y, (syn_x, syn_y)), False, recipe.seed),
+        **{name: (lambda e: (syn_x, syn_y), False, recipe.seed + i) for i, name in enumerate(tstr_names)},
     }
-    fresh = {}  # name: the next epochs' training sets
     stream_names = []
     if stream is not None:
         epochs = StreamEpochs(stream)
         stream_names = [name.replace("tstr", "tstr_stream") for name in tstr_names]
-        for name, (_, _, seed) in zip(stream_names, [conditions[n] for n in tstr_names]):
-            conditions[name] = (*epochs(1), seed)
-            fresh[name] = epochs
-        conditions["real_plus_stream"] = (*_with_real(real_x, real_y, epochs(1)), recipe.seed)
-        fresh["real_plus_stream"] = lambda epoch: _with_real(real_x, real_y, epochs(epoch))
-    for name, (x, y, seed) in conditions.items():
+        for name, tstr_name in zip(stream_names, tstr_names):
+            conditions[name] = (epochs, True, conditions[tstr_name][2])
+        conditions["real_plus_stream"] = (lambda e: _with_real(real_x, real_y, epochs(e)), True, recipe.seed)
+    for name, (training_set, fresh, seed) in conditions.items():
+        x, y = training_set(1)
         fit = train_classifier(recipe, x, y, val_x, val_y, device, total_steps=total_steps, seed=seed, desc=name,
-                               fresh=fresh.get(name))
+                               fresh=training_set if fresh else None)
         results[name] = {**score_on_test(fit.model, test_x, test_y), "val_accuracy": fit.best_val_accuracy,
                          "train_images": len(x), "selected_epoch": fit.best_epoch, "classifier_seed": seed}
-        if name in fresh:
+        if fresh:
             results[name]["synthetic_images_drawn"] = len(fit.history) * params.synthetic_train_size
         log.info("%s: val %.4f test %.4f", name, fit.best_val_accuracy, results[name]["test_accuracy"])
+        del x, y, fit  # before the next condition's set is built
     tstr_runs = [results[name] for name in tstr_names]
     tstr_accuracies = [run["test_accuracy"] for run in tstr_runs]
     streamed = {}

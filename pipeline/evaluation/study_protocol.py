@@ -112,7 +112,7 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, params: StudyPara
     """
     torch.manual_seed(seed)
     draws = torch.Generator().manual_seed(seed)
-    latents = torch.Generator().manual_seed(seed + 1_000_003)
+    latents = torch.Generator().manual_seed(seed + 1_000_003)  # any other seed: keeps z apart from the batch draws
     model = Classifier(ClassifierConfig(width=params.classifier_width, dropout=recipe.dropout))
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=recipe.weight_decay)
@@ -155,7 +155,7 @@ def _draw(images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, stream:
 def train_budget_generator(images: np.ndarray, labels: np.ndarray, cgan: CGANParams, params: StudyParams,
                            seed: int) -> Generator:
     """The budget-matched cGAN: the pipeline's recipe (``cgan``) at the study's widths, learning rates, batch
-    size and DiffAugment policy, trained for ``params.gan_steps`` steps on ``images (n, 28, 28) uint8`` only: passes
+    size, DiffAugment policy, ADA and consistency regularisation, trained for ``params.gan_steps`` steps on ``images (n, 28, 28) uint8`` only: passes
     over the subset, each in a new seeded order, fill the steps (a large subset is only partly seen).
     Returns the EMA generator in eval mode."""
     n_needed = params.gan_steps * params.gan_batch_size
@@ -164,7 +164,8 @@ def train_budget_generator(images: np.ndarray, labels: np.ndarray, cgan: CGANPar
     tiled_x, tiled_y = to_tensor(images[order]), torch.from_numpy(labels[order]).long()
     recipe = replace(cgan, seed=seed, g_width=params.gan_g_width, d_width=params.gan_d_width, epochs=1,
                      lr_g=params.gan_lr_g, lr_d=params.gan_lr_d, batch_size=params.gan_batch_size,
-                     diffaugment=params.gan_diffaugment,
+                     diffaugment=params.gan_diffaugment, ada_target=params.gan_ada_target,
+                     ada_kimg=params.gan_ada_kimg, cr_weight=params.gan_cr_weight,
                      max_train_images=0, lr_decay_epochs=0)
     generator, _ = train_cgan(recipe, tiled_x, tiled_y, torch.device("cpu"))
     return generator

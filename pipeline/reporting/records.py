@@ -20,7 +20,7 @@ from pipeline.core.params import CGANParams, ClassifierParams
 from pipeline.core.utils import PipelineError
 
 #: Bumped whenever a field changes meaning or a required field is added; migrate the committed records with it.
-ABLATION_SCHEMA_VERSION = 1
+ABLATION_SCHEMA_VERSION = 2  # 2: train_cgan params ada_target, ada_kimg, cr_weight (records before: off)
 
 #: The train_cgan params every record carries in full (the CGANParams fields).
 CGAN_PARAM_NAMES = tuple(f.name for f in dataclasses.fields(CGANParams))

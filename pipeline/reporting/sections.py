@@ -156,7 +156,7 @@ def study_tables(study: dict) -> dict:
     condition, mean and 95 % CI over seeds, in %), ``gains`` (Markdown rows: the paired gains :data:`STUDY_GAINS`
     in points), ``verdicts`` (one sentence per budget), ``seeds`` (their number), ``cell_minutes``, ``width`` (the
     classifier's) and ``recipes`` (Markdown rows per budget: classifier steps, the budget-matched cGAN's steps and
-    DiffAugment policy, its validation TSTR with the interval over seeds)."""
+    augmentation of D's inputs (DiffAugment policy, ADA, bCR), its validation TSTR with the interval over seeds)."""
     ci = lambda c: f"{100 * c['mean']:.2f} [{100 * c['ci_low']:.2f}, {100 * c['ci_high']:.2f}]"  # noqa: E731
     gain = lambda c: f"{100 * c['mean']:+.2f} [{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}]"  # noqa: E731
     budgets = study["budgets"]
@@ -175,8 +175,13 @@ def _recipe_row(budget: str, entry: dict, ci) -> str:
     """One budget's row of the study's recipe table; "—" where an older study.json lacks the field."""
     recipe = entry.get("gan_recipe") or {}
     tstr = ci(entry["gan_validation_tstr"]) if "gan_validation_tstr" in entry else "—"
+    augment = recipe.get("gan_diffaugment") or "none"
+    if recipe.get("gan_ada_target"):
+        augment += f", ADA (target {recipe['gan_ada_target']:g}, {recipe['gan_ada_kimg']:g} kimg)"
+    if recipe.get("gan_cr_weight"):
+        augment += f", bCR {recipe['gan_cr_weight']:g}"
     return (f"| {budget} | {entry.get('classifier_steps', '—')} | {recipe.get('gan_steps', '—')} | "
-            f"{recipe.get('gan_diffaugment') or 'none'} | {tstr} |")
+            f"{augment} | {tstr} |")
 
 
 def headline_metrics(metrics: dict, study: dict | None) -> dict:

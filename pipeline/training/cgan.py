@@ -23,7 +23,7 @@ from pipeline.core.params import CGANParams
 from pipeline.core.utils import PipelineError, atomic_path, autocast, save_checkpoint
 from pipeline.training.losses import discriminator_loss, generator_loss
 from pipeline.training.networks import NUM_CLASSES, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from pipeline.training.transforms import diff_augment
+from pipeline.training.transforms import AdaptiveProbability, diff_augment
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,9 @@ def train_cgan(
     discriminator = Discriminator(DiscriminatorConfig(
         width=params.d_width, minibatch_std=params.minibatch_std, head_conv=params.d_head_conv,
         twin_classifier=params.twin_aux_weight > 0)).to(device)
-    augment = lambda x: diff_augment(x, params.diffaugment, rng) if params.diffaugment else x  # noqa: E731
+    ada = AdaptiveProbability(params.ada_target, params.ada_kimg) if params.ada_target > 0 else None
+    augment = lambda x: (diff_augment(x, params.diffaugment, rng, ada.p if ada else 1.0)  # noqa: E731
+                         if params.diffaugment else x)
     ema = copy.deepcopy(generator).eval() if params.ema_decay > 0 else generator
     opt_g = torch.optim.Adam(generator.parameters(), lr=params.lr_g, betas=(params.beta1, params.beta2))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=params.lr_d, betas=(params.beta1, params.beta2))
@@ -159,6 +161,8 @@ def train_cgan(
         opt_g.load_state_dict(resume["opt_g"])
         opt_d.load_state_dict(resume["opt_d"])
         rng.set_state(resume["rng"])
+        if ada is not None:
+            ada.load_state_dict(resume["ada"])
         logs = [EpochLog(**entry) for entry in resume["logs"]]
         first_epoch = resume["epoch"] + 1
         log.info("resuming cGAN training after epoch %d", resume["epoch"])
@@ -188,6 +192,13 @@ def train_cgan(
                 fake_logit, _, fake_twin = discriminator(augment(fake_images.detach()), fake_labels)
                 d_loss = discriminator_loss(real_logit, fake_logit, real_class, labels, fake_twin, fake_labels,
                                             params.aux_weight, params.twin_aux_weight)
+                if params.cr_weight > 0:  # bCR: D's logit must not move when the policy transforms its input
+                    d_loss = d_loss + params.cr_weight * (
+                        consistency_loss(discriminator, real_images, labels, real_logit, params.diffaugment, rng)
+                        + consistency_loss(discriminator, fake_images.detach(), fake_labels, fake_logit,
+                                           params.diffaugment, rng))
+            if ada is not None:
+                ada.update(real_logit)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -224,16 +235,28 @@ def train_cgan(
         logs.append(entry)
         log.info("cGAN epoch %d/%d d_loss %.4f g_loss %.4f D(real)>0 %.3f D(fake)<0 %.3f", epoch, params.epochs,
                  entry.d_loss, entry.g_loss, entry.d_real_accuracy, entry.d_fake_accuracy)
+        if ada is not None:
+            log.info("cGAN epoch %d/%d ADA augmentation probability %.3f", epoch, params.epochs, ada.p)
         if state_path is not None:
             save_checkpoint(state_path, {
                 "key": state_key, "epoch": epoch, "logs": [asdict(e) for e in logs], "rng": rng.get_state(),
                 "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
                 "ema": ema.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                **({"ada": ada.state_dict()} if ada is not None else {}),
             })
         if on_epoch is not None:
             on_epoch(entry, ema)
     ema.eval()
     return ema, logs
+
+
+def consistency_loss(discriminator: Discriminator, images: torch.Tensor, labels: torch.Tensor, logit: torch.Tensor,
+                     policy: str, rng: torch.Generator) -> torch.Tensor:
+    """bCR's term for one side (Zhao et al. 2021, "Improved Consistency Regularization for GANs", eq. 3), a scalar:
+    the mean squared difference between D's logits ``logit (B,)`` (on ``images (B, 1, 28, 28)`` as D saw them in
+    its loss) and D's logits on ``images`` transformed anew by the DiffAugment ``policy`` on every image."""
+    moved, _, _ = discriminator(diff_augment(images, policy, rng), labels)
+    return (logit - moved).float().pow(2).mean()
 
 
 def generator_flops_per_image(generator: Generator) -> int:
