@@ -72,6 +72,8 @@ def test_study_steps_and_gan_recipes_per_budget(params):
     assert list(recipe) == study.gan_keys() and "gan_recipes" not in recipe and "gan_ada_target" in recipe
     assert recipe["gan_steps"] == 7 and recipe["gan_diffaugment"] == "cutout"
     assert changed.gan_recipe(100)["gan_steps"] == study.gan_steps
+    cgan_fields = {f.name for f in dataclasses.fields(params.train_cgan)}
+    assert {k.removeprefix("gan_") for k in study.gan_keys()} - cgan_fields == {"steps"}  # the rest map onto train_cgan
     with pytest.raises(ParamsError, match="classifier_steps must map every budget"):
         dataclasses.replace(study, classifier_steps={10: 5})
     with pytest.raises(ParamsError, match="gan_recipes must map budgets"):

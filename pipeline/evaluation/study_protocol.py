@@ -154,19 +154,16 @@ def _draw(images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, stream:
 
 def train_budget_generator(images: np.ndarray, labels: np.ndarray, cgan: CGANParams, params: StudyParams,
                            seed: int) -> Generator:
-    """The budget-matched cGAN: the pipeline's recipe (``cgan``) at the study's widths, learning rates, batch
-    size, DiffAugment policy, ADA and consistency regularisation, trained for ``params.gan_steps`` steps on ``images (n, 28, 28) uint8`` only: passes
-    over the subset, each in a new seeded order, fill the steps (a large subset is only partly seen).
-    Returns the EMA generator in eval mode."""
+    """The budget-matched cGAN: the pipeline's recipe (``cgan``) with each study key ``gan_<name>`` in place of
+    its ``<name>`` (widths, learning rates, batch size, DiffAugment, ADA, consistency regularisation), trained for
+    ``params.gan_steps`` steps on ``images (n, 28, 28) uint8`` only: passes over the subset, each in a new seeded
+    order, fill the steps (a large subset is only partly seen). Returns the EMA generator in eval mode."""
     n_needed = params.gan_steps * params.gan_batch_size
     rng = np.random.default_rng([seed, len(images)])
     order = np.concatenate([rng.permutation(len(images)) for _ in range(math.ceil(n_needed / len(images)))])[:n_needed]
     tiled_x, tiled_y = to_tensor(images[order]), torch.from_numpy(labels[order]).long()
-    recipe = replace(cgan, seed=seed, g_width=params.gan_g_width, d_width=params.gan_d_width, epochs=1,
-                     lr_g=params.gan_lr_g, lr_d=params.gan_lr_d, batch_size=params.gan_batch_size,
-                     diffaugment=params.gan_diffaugment, ada_target=params.gan_ada_target,
-                     ada_kimg=params.gan_ada_kimg, cr_weight=params.gan_cr_weight,
-                     max_train_images=0, lr_decay_epochs=0)
+    study_keys = {key.removeprefix("gan_"): getattr(params, key) for key in params.gan_keys() if key != "gan_steps"}
+    recipe = replace(cgan, seed=seed, epochs=1, max_train_images=0, lr_decay_epochs=0, **study_keys)
     generator, _ = train_cgan(recipe, tiled_x, tiled_y, torch.device("cpu"))
     return generator
 
