@@ -154,7 +154,7 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
         local = Path(staging.path) if staging.is_local else Path(tempfile.mkdtemp(prefix="generate-"))
         writer, ray_record = None, None
         try:
-            sample_start = time.perf_counter()
+            sample_start, faults_start = time.perf_counter(), _minor_page_faults()
             if ray_address is not None:
                 # Imported here, so a one-machine export's code revision (manifest.json) leaves the Ray module out
                 # and a change to it does not make DVC rerun the evaluation.
@@ -174,6 +174,7 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
                                      layout, shards, params.batch_size, writer, local, curator, min_confidence)
                 inference = inference_record(generator, dev)
             export_seconds = time.perf_counter() - sample_start
+            page_faults = _minor_page_faults() - faults_start
             writer_peak = writer.peak_rss_mb() if writer else None
             if writer:
                 writer.close()
@@ -208,12 +209,18 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
                                  "export_seconds": round(export_seconds, 2),
                                  "images_per_second": round(total / export_seconds, 1),
                                  "torch_threads": torch.get_num_threads(), **peak,
+                                 "page_faults_sampler": page_faults,
                                  **({"ray": ray_record} if ray_record else {})})
         writers_peak = "" if writer_peak is None else f" + {writer_peak} MB (writers)"
         where = f" on Ray ({len(shards)} tasks on {len(ray_record['nodes'])} node(s))" if ray_record else ""
         log.info("wrote %d images in %d shard(s) to %s%s in %s: %.0f images/s (sample + encode + write), %.1f s "
                  "in all, peak RSS %s MB%s", total, len(shards), out, where, precision_used, total / export_seconds,
                  elapsed, peak["peak_rss_mb_sampler"], writers_peak)
+
+
+def _minor_page_faults() -> int:
+    """Minor page faults of this process so far (``getrusage``): memory malloc handed back and took again."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _peak_mb() -> float:

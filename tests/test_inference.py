@@ -113,7 +113,8 @@ def test_float32_bytes_do_not_depend_on_cpu_kernels_threads_or_writers(tmp_path)
     """The DVC stage's promise: float32 exports are byte-identical across CPU types. Here: the default kernels
     with two threads against oneDNN's AVX2 kernels with one thread (ONEDNN_MAX_CPU_ISA), and writing in the
     sampling process against two encoder processes."""
-    base = _export(tmp_path, "base", "--precision", "float32", "--threads", "2")
+    base = _export(tmp_path, "base", "--precision", "float32", "--threads", "2", "--metrics",
+                   str(tmp_path / "metrics.json"))
     avx2 = _export(tmp_path, "avx2", "--precision", "float32", "--threads", "1", "--writers", "2",
                    env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
     assert (base / "part-00000.parquet").read_bytes() == (avx2 / "part-00000.parquet").read_bytes()
@@ -122,6 +123,9 @@ def test_float32_bytes_do_not_depend_on_cpu_kernels_threads_or_writers(tmp_path)
     assert manifest["inference"]["path"] == "folded, channels-last"
     assert manifest["inference"]["reproducible"] == "same bytes on any CPU"
     assert "G ran in float32" in (base / "README.md").read_text()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["images"] == 600 and metrics["precision"] == "float32" and metrics["writers"] == 0
+    assert isinstance(metrics["page_faults_sampler"], int) and metrics["page_faults_sampler"] >= 0
 
 
 @pytest.mark.skipif(not COMMITTED_GENERATOR.is_file(), reason="needs the committed generator")

@@ -99,20 +99,22 @@ def fold_batchnorm(generator: Generator) -> Generator:
 
 @functools.lru_cache(maxsize=None)
 def reuse_freed_memory() -> bool:
-    """Let glibc's malloc serve blocks up to 32 MiB from its heap and keep up to 64 MiB of freed heap
+    """Let glibc's malloc serve blocks up to 32 MiB from its heap and keep up to 256 MiB of freed heap
     (``mallopt(M_MMAP_THRESHOLD)``, ``mallopt(M_TRIM_THRESHOLD)``; glibc manual, "Malloc Tunable Parameters"),
     once per process; returns whether it applied (False off glibc).
 
     G's activations on a CPU are a few MB to 25 MB per call; by default malloc maps such blocks fresh and
     unmaps them on free, so every call page-faults them in again, a large share of a call's time
-    (benchmark: ``inference`` in reports/metrics/benchmark.json). The PyTorch performance tuning guide
-    recommends another allocator for the same reason; this keeps the standard one.
+    (benchmark: ``inference`` in reports/metrics/benchmark.json). The kept heap is several times one call's
+    peak because an export encodes and writes between G's calls: with less, malloc still hands memory back
+    that the next call faults in again (``page_faults_sampler`` of the benchmark's export runs). The PyTorch
+    performance tuning guide recommends another allocator for the same reason; this keeps the standard one.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    return bool(libc.mallopt(-3, 32 << 20) and libc.mallopt(-1, 64 << 20))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    return bool(libc.mallopt(-3, 32 << 20) and libc.mallopt(-1, 256 << 20))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
 
 
 class InferenceGenerator(nn.Module):
