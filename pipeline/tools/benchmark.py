@@ -22,8 +22,9 @@ Measures, with the params.yaml defaults:
     ``--precision float32`` and the default with 1 and 2 writer processes: images/s, the default's ratio to
     the baseline and to G's forward pass in its precision, and peak memory (the sum of the RSS of the
     process and its descendants, sampled every 0.1 s: an upper bound, as the writers share pages with their
-    parent); where Ray is installed, also the defaults with ``--ray local`` and 1 and 2 workers (shard tasks
-    at a time), and their images/s as a share of the default's on one machine (``ray_runs``).
+    parent) and the sampling process's minor page faults; where Ray is installed, also the defaults with
+    ``--ray local`` and 1 and 2 workers (shard tasks at a time), and their images/s as a share of the
+    default's on one machine (``ray_runs``).
     ``--export-only`` skips the training figures and keeps those already in ``--out``.
 Figures depend on the machine, so the JSON records it (``pipeline.core.machine.machine_info``: CPU model and SIMD
 level, threads, device, torch, whether bfloat16 is native).
