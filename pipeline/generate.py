@@ -4,8 +4,9 @@ Writes exactly N images per requested digit to OUT as Parquet shards part-00000.
 Face Image + ClassLabel features, row groups written as they fill) and/or an image folder
 OUT/<label>/<index>.png, plus OUT/manifest.json (shard sha256, counts, provenance) and an OUT/README.md
 dataset card. G samples with BatchNorm folded and channels-last (--precision: float32, or bfloat16 where
-the CPU or GPU has it natively); PNG encoding and writing run between its batches or, with --writers N,
-in N processes beside it; memory stays flat whatever N is. Same checkpoint, seed and precision on one
+the CPU or GPU has it natively). On a CPU, large exports sample and PNG-encode in --samplers processes at
+once (one per core); on a GPU, encoding runs in --writers processes beside G. The rows are written in order
+and memory stays flat, whatever the number of processes. Same checkpoint, seed and precision on one
 machine: the same bytes; float32 exports are also the same on other CPU types. The export is assembled in
 a temporary folder beside OUT and renamed into place when complete; --shard-index writes one shard alone,
 byte-identical to the same shard of a full run.
@@ -19,6 +20,7 @@ cluster (local starts one here), written byte-identically to the same shard of a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 import shutil
@@ -37,6 +39,7 @@ from pipeline.generation.card import dataset_card
 from pipeline.generation.destination import Destination
 from pipeline.generation.inference import PRECISIONS, InferenceGenerator
 from pipeline.generation.manifest import build_manifest, card_quality, curation_record, inference_record
+from pipeline.generation.samplers import BatchSampler, SamplerPool, default_samplers
 from pipeline.generation.sampling import LatentStreams, ShardLayout
 from pipeline.generation.staging import check_free_disk, default_writers, export_shards, open_writer
 from pipeline.training.checkpoints import load_classifier, load_generator
@@ -99,10 +102,15 @@ def parse_digits(text: str | None) -> list[int]:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Torch threads for sampling. Default: torch's (all cores; writer processes run at lower "
                    "priority).")
+@click.option("--samplers", type=click.IntRange(min=1), default=None,
+              help="Processes that sample G on the CPU and PNG-encode batches, each with the torch threads divided "
+                   "among them, while this one writes the rows in order; 1 = sample here. The bytes do not depend "
+                   "on it. Default: one per torch thread (at most 8) for exports of 100,000 images or more on a "
+                   "CPU, else 1.")
 @click.option("--writers", type=click.IntRange(min=0), default=None,
-              help="Processes that PNG-encode and write beside the sampling one; 0 = encode between batches of G "
-                   "in the sampling process. Default: 0 when G runs on the CPU (its threads use every core), "
-                   "else the CPU cores less one, at most 8.")
+              help="With --samplers 1: processes that PNG-encode and write beside the sampling one; 0 = encode "
+                   "between batches of G in the sampling process. Default: 0 when G runs on the CPU (its threads "
+                   "use every core), else the CPU cores less one, at most 8.")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Run each shard as a Ray task: local (a cluster on this machine), auto (the cluster of `ray job "
                    "submit` or RAY_ADDRESS), HOST:PORT or ray://HOST:PORT. Tasks run in parallel across shards: "
@@ -117,10 +125,11 @@ def parse_digits(text: str | None) -> list[int]:
               help="Sample with the reference path (float32, channels-first, BatchNorm as trained): the "
                    "benchmark's baseline.")
 @click.option("--metrics", default=None, type=click.Path(dir_okay=False),
-              help="Also write wall time, images/s and peak memory to this JSON (the DVC stage does).")
+              help="Also write wall time, images/s, peak memory and page faults to this JSON (the DVC stage "
+                   "does).")
 def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, latent_scale, shard_size, num_shards,
-         shard_index, overwrite, params_path, device, precision, threads, writers, ray_address, ray_cpus_per_task,
-         ray_gpus_per_task, ray_retries, reference, metrics) -> None:
+         shard_index, overwrite, params_path, device, precision, threads, samplers, writers, ray_address,
+         ray_cpus_per_task, ray_gpus_per_task, ray_retries, reference, metrics) -> None:
     with user_errors():
         start = time.perf_counter()
         params = load_params(params_path).generate
@@ -145,6 +154,10 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
             torch.set_num_threads(threads)
         dev = get_device(device)
         trained, ckpt = load_generator(checkpoint, dev)
+        if samplers is None:
+            samplers = 1 if writers or ray_address else default_samplers(dev, total, torch.get_num_threads())
+        elif samplers > 1 and (writers or ray_address or dev.type != "cpu"):
+            raise PipelineError("--samplers > 1 samples on the CPU on this machine: not with --writers, --ray or a GPU")
         writers = default_writers(dev) if writers is None and ray_address is None else writers
         classifier = load_classifier(judge, dev) if min_confidence > 0 or Path(judge).is_file() else None
         curator = classifier if min_confidence > 0 else None
@@ -169,9 +182,16 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
                 inference = done["inference"][0] if len(done["inference"]) == 1 else done["inference"]
             else:
                 generator = InferenceGenerator(trained, precision, reference=reference)
+                latents = LatentStreams(seed, generator.config.z_dim, scale=latent_scale)
                 writer = open_writer(local, fmt, curator is not None, seed, writers)
-                done = export_shards(generator, LatentStreams(seed, generator.config.z_dim, scale=latent_scale),
-                                     layout, shards, params.batch_size, writer, local, curator, min_confidence)
+                with contextlib.ExitStack() as stack:
+                    pool = None
+                    if samplers > 1:
+                        sampler = BatchSampler(generator, latents, curator, min_confidence, seed, local, fmt)
+                        pool = (sampler, stack.enter_context(SamplerPool(
+                            sampler, samplers, max(1, torch.get_num_threads() // samplers))))
+                    done = export_shards(generator, latents, layout, shards, params.batch_size, writer, local, curator,
+                                         min_confidence, samplers=pool)
                 inference = inference_record(generator, dev)
             export_seconds = time.perf_counter() - sample_start
             page_faults = _minor_page_faults() - faults_start
@@ -204,7 +224,8 @@ def main(per_class, digits, seed, out, fmt, checkpoint, judge, min_confidence, l
         precision_used = manifest["inference"]["precision"] if isinstance(inference, dict) else "mixed"
         if metrics:
             write_json(metrics, {"images": total, "format": fmt, "seed": seed, "latent_scale": latent_scale,
-                                 "precision": precision_used, "writers": writers, "shards": len(shards),
+                                 "precision": precision_used, "samplers": samplers, "writers": writers,
+                                 "shards": len(shards),
                                  "wall_seconds": round(elapsed, 2),
                                  "export_seconds": round(export_seconds, 2),
                                  "images_per_second": round(total / export_seconds, 1),

@@ -36,7 +36,7 @@ def test_benchmark_writes_throughputs_and_time_to_target(tiny_project, tiny_chec
                         "--data", str(tiny_project / "mnist.npz"), "--checkpoint", str(tiny_checkpoint),
                         "--judge", str(judge), "--out", str(out), "--train-steps", "5",
                         "--forward-images", "200", "--batch-size", "100", "--target", "0.0", "--check-every", "3",
-                        "--export-per-class", "3", "--device", "cpu")
+                        "--export-per-class", "3", "--samplers-per-class", "2", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     bench = json.loads(out.read_text())
     assert bench["generator_forward_images_per_second"] > 0 and bench["cgan_train_images_per_second"] > 0
@@ -61,10 +61,17 @@ def test_benchmark_writes_throughputs_and_time_to_target(tiny_project, tiny_chec
     assert compiled["compile_seconds"] > 0 and set(compiled["seconds"]) == {"10000", "60000", "1000000"}
     assert compiled["pays_for"] == [n for n, s in compiled["seconds"].items() if s["compiled"] < s["eager"]]
     runs = bench["export"]["runs"]
-    assert set(runs) == {"baseline", "default", "float32", "default_writers_1", "default_writers_2"}
+    assert set(runs) == {"baseline", "default", "float32", "default_samplers_1", "default_writers_1",
+                         "default_writers_2"}
     assert all(run["images"] == 30 and run["parquet_bytes"] > 0 for run in runs.values())
+    assert all(run["peak_pss_mb_sum_sampled"] > 0 for run in runs.values())
     assert runs["float32"]["precision"] == "float32" and runs["default_writers_2"]["writers"] == 2
     assert "--reference" in runs["baseline"]["command"] and runs["default"]["writers"] == 0
+    assert runs["default"]["samplers"] == 1  # 30 images: too few for sampler processes by default
+    assert runs["default_samplers_1"]["samplers"] == 1 and runs["default_writers_2"]["samplers"] == 1
+    samplers = bench["export"]["samplers"]["20"]
+    assert samplers["samplers_1"]["samplers"] == 1
+    assert samplers[f"samplers_{os.cpu_count()}"]["samplers"] == os.cpu_count()
     assert bench["export"]["speedup_over_baseline"] == round(
         runs["default"]["images_per_second"] / runs["baseline"]["images_per_second"], 2)
     assert runs["baseline"]["ratio_to_forward"] == round(runs["baseline"]["images_per_second"]

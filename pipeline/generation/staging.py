@@ -11,6 +11,8 @@ import pickle
 import shutil
 import subprocess
 import sys
+from collections import deque
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from tqdm import tqdm
 from pipeline.core.utils import PipelineError, sha256_file
 from pipeline.generation.formats import BYTES_PER_IMAGE
 from pipeline.generation.inference import InferenceGenerator
+from pipeline.generation.samplers import BatchSampler, SamplerPool
 from pipeline.generation.sampling import LatentStreams, ShardLayout, sample_rows
 from pipeline.generation.writer import ExportWriter
 from pipeline.training.networks import NUM_CLASSES, Classifier, Generator
@@ -145,11 +148,17 @@ def child_pids(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
-def export_shards(generator: Generator | InferenceGenerator, latents: LatentStreams, layout: ShardLayout, shards: list[int],
-                  batch_size: int, writer: WriterProcess | InlineWriter, root: Path, curator: Classifier | None = None,
-                  min_confidence: float = 0.0, keep_first: int = 2000, progress: bool = True) -> dict:
-    """Sample every row of ``shards`` in batches of ``batch_size`` and send them to ``writer`` (a progress bar
-    unless not ``progress``).
+def export_shards(generator: Generator | InferenceGenerator, latents: LatentStreams, layout: ShardLayout,
+                  shards: list[int], batch_size: int, writer: WriterProcess | InlineWriter, root: Path,
+                  curator: Classifier | None = None, min_confidence: float = 0.0, keep_first: int = 2000,
+                  progress: bool = True,
+                  samplers: tuple[BatchSampler, SamplerPool] | None = None) -> dict:
+    """Sample every row of ``shards`` in batches of ``batch_size`` and send them to ``writer`` in row order (a
+    progress bar unless not ``progress``).
+
+    With ``samplers`` (a :class:`BatchSampler` and a :class:`SamplerPool` of it; ``writer`` must then be an
+    :class:`InlineWriter`), batches are sampled and encoded here until the pool's processes have started, then
+    in them (at most two batches per process ahead of the writing).
 
     Returns:
         ``{"shards": [{"index", "first_row", "file", "rows", "bytes", "sha256"}], "draws": (10,) int64,
@@ -157,23 +166,61 @@ def export_shards(generator: Generator | InferenceGenerator, latents: LatentStre
     """
     out = {"shards": [], "draws": np.zeros(NUM_CLASSES, np.int64), "kept": np.zeros(NUM_CLASSES, np.int64), "first": []}
     total = sum(len(layout.shard_rows(s)) for s in shards)
+    sampler, pool = samplers or (None, None)
+    submitted = 0
+    # In row order: ("open", shard), ("rows", labels, result or a Future of one), ("close", shard, first row). The
+    # shards follow each other without a pause, so the samplers do not wait for a shard to be closed.
+    pending: deque = deque()
     with tqdm(total=total, desc="generate", unit="img", mininterval=1.0, smoothing=0.1, disable=not progress) as bar:
         for shard in shards:
             rows = layout.shard_rows(shard)
-            writer.send(("open", shard))
+            pending.append(("open", shard))
             for start in range(rows.start, rows.stop, batch_size):
                 labels, indices = layout.labels_and_indices(range(start, min(rows.stop, start + batch_size)))
-                body = sample_rows(generator, latents, labels, indices, curator, min_confidence)
-                np.add.at(out["draws"], labels, body.pop("draws"))
-                np.add.at(out["kept"], labels, 1)
-                keep_first_rows(out["first"], (body["images"], labels), keep_first)
-                writer.send(("rows", {**body, "labels": labels, "indices": indices}))
-                bar.update(len(labels))
+                keep, submitted = submitted < keep_first, submitted + len(labels)
+                if pool is None:
+                    body = sample_rows(generator, latents, labels, indices, curator, min_confidence)
+                    draws = body.pop("draws")
+                    result = {"rows": {**body, "labels": labels, "indices": indices}, "draws": draws,
+                              "images": body["images"]}
+                elif pool.ready():
+                    result = pool.submit(labels, indices, keep)
+                else:  # until the pool's processes have started
+                    result = sampler(labels, indices, keep)
+                pending.append(("rows", labels, result))
+                _write_done(pending, writer, root, out, bar, keep_first, most=2 * pool.processes if pool else 0)
+            pending.append(("close", shard, rows.start))
+        _write_done(pending, writer, root, out, bar, keep_first, most=0)
+    return out
+
+
+def _write_done(pending: deque, writer: WriterProcess | InlineWriter, root: Path, out: dict, bar: tqdm,
+                keep_first: int, most: int) -> None:
+    """Carry out the steps at the front of ``pending`` (see :func:`export_shards`): those whose batch is finished,
+    and the others (waiting for them) until at most ``most`` batches remain; count draws, rows and shards into
+    ``out``."""
+    def waiting() -> bool:
+        return pending[0][0] == "rows" and isinstance(pending[0][2], Future) and not pending[0][2].done()
+
+    while pending and (sum(step[0] == "rows" for step in pending) > most or not waiting()):
+        step = pending.popleft()
+        if step[0] == "open":
+            writer.send(step)
+        elif step[0] == "close":
             writer.send(("close", None))
             info = writer.result()
             info["sha256"] = sha256_file(root / info["file"]) if info["file"] else None
-            out["shards"].append({"index": shard, "first_row": rows.start, **info})
-    return out
+            out["shards"].append({"index": step[1], "first_row": step[2], **info})
+        else:
+            labels, result = step[1], step[2]
+            if isinstance(result, Future):
+                result = SamplerPool.result(result)
+            writer.send(("table", result["table"]) if "table" in result else ("rows", result["rows"]))
+            np.add.at(out["draws"], labels, result["draws"])
+            np.add.at(out["kept"], labels, 1)
+            if result["images"] is not None:
+                keep_first_rows(out["first"], (result["images"], labels), keep_first)
+            bar.update(len(labels))
 
 
 def keep_first_rows(first: list[tuple[np.ndarray, np.ndarray]], batch: tuple[np.ndarray, np.ndarray],

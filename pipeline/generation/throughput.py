@@ -1,19 +1,28 @@
 """How fast G samples on this machine: the forward pass on the reference and inference paths, the
-``torch.compile`` trade-off and PNG encoding cost. Measurement functions of ``pipeline.tools.benchmark``
-(which writes them to reports/metrics/benchmark.json); pure and importable.
+``torch.compile`` trade-off, PNG encoding cost, and ``pipeline.generate`` exports run as a user runs them.
+Measurement functions of ``pipeline.tools.benchmark`` (which writes them to reports/metrics/benchmark.json);
+importable, no files opened at import.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from pipeline.core.utils import PipelineError
 from pipeline.generation.formats import encode_pngs
 from pipeline.generation.inference import InferenceGenerator, bfloat16_inference_is_native, resolve_precision
+from pipeline.generation.staging import child_pids
 from pipeline.training.networks import NUM_CLASSES, Generator
 
 log = logging.getLogger(__name__)
@@ -101,3 +110,120 @@ def png_encode_costs(images: int = 10_000) -> dict:
         encode_pngs(digits, compress)
         costs[name] = round((time.perf_counter() - start) / images * 1e6, 2)
     return costs
+
+
+#: The exports the benchmark runs: name -> extra arguments of ``python -m pipeline.generate``.
+EXPORT_RUNS = {"baseline": ["--reference", "--writers", "1"], "default": [], "float32": ["--precision", "float32"],
+               "default_samplers_1": ["--samplers", "1"], "default_writers_1": ["--writers", "1"],
+               "default_writers_2": ["--writers", "2"]}
+#: Ray workers (concurrent shard tasks) of the benchmark's ``--ray local`` exports; each task reserves the
+#: machine's cores divided by this many CPUs.
+RAY_WORKERS = (1, 2)
+
+
+def ray_runs() -> dict[str, list[str]]:
+    """The defaults on a local Ray cluster (:data:`RAY_WORKERS`): name -> extra arguments of ``pipeline.generate``;
+    {} when Ray is not installed."""
+    try:
+        import ray  # noqa: F401 - only whether it is there
+    except ImportError:
+        return {}
+    cores = os.cpu_count() or 1
+    return {f"ray_{workers}_worker{'s' if workers > 1 else ''}":
+            ["--ray", "local", "--ray-cpus-per-task", str(max(1, cores // workers))] for workers in RAY_WORKERS}
+
+
+def export_comparison(params_path: str, checkpoint: str, judge_path: str, per_class: int) -> dict:
+    """Every export of :data:`EXPORT_RUNS` and :func:`ray_runs`, one after the other, the default's speed-up on
+    the baseline, and each Ray run's images/s as a share of the default's on one machine."""
+    runs = {name: export_benchmark(params_path, checkpoint, judge_path, per_class, extra)
+            for name, extra in EXPORT_RUNS.items()}
+    speedup = runs["default"]["images_per_second"] / runs["baseline"]["images_per_second"]
+    log.info("export: default %.0f images/s = %.2fx the baseline's %.0f", runs["default"]["images_per_second"],
+             speedup, runs["baseline"]["images_per_second"])
+    ray = {name: export_benchmark(params_path, checkpoint, judge_path, per_class, extra)
+           for name, extra in ray_runs().items()}
+    for run_result in ray.values():
+        run_result["ratio_to_default"] = round(run_result["images_per_second"] / runs["default"]["images_per_second"], 3)
+    return {"runs": runs, "speedup_over_baseline": round(speedup, 2), "ray_runs": ray}
+
+
+def samplers_comparison(params_path: str, checkpoint: str, judge_path: str, sizes: tuple[int, ...]) -> dict:
+    """Smaller exports (``sizes``: images per digit) with ``--samplers 1`` and with one sampler process per core,
+    one after the other: where sampler processes start to pay for their start-up
+    (:data:`pipeline.generation.samplers.MIN_IMAGES_FOR_SAMPLERS`)."""
+    cores = str(os.cpu_count() or 1)
+    out = {}
+    for per_class in sizes:
+        runs = {n: export_benchmark(params_path, checkpoint, judge_path, per_class, ["--samplers", n])
+                for n in ("1", cores)}
+        out[str(per_class * NUM_CLASSES)] = {
+            f"samplers_{n}": {"images_per_second": r["images_per_second"], "samplers": r["samplers"],
+                              "peak_pss_mb_sum_sampled": r["peak_pss_mb_sum_sampled"]} for n, r in runs.items()}
+    return out
+
+
+def add_export_ratios(result: dict) -> None:
+    """Each export's images/s as a share of G's forward images/s on its own path (same run)."""
+    export, inference = result.get("export"), result.get("inference")
+    if not export or not inference or "runs" not in export:
+        return
+    forward = inference["forward_images_per_second"]
+    for name, run_result in export["runs"].items():
+        path = "reference_float32" if name == "baseline" else run_result["precision"]
+        if forward.get(path):
+            run_result["ratio_to_forward"] = round(run_result["images_per_second"] / forward[path], 3)
+
+
+def export_benchmark(params_path: str, checkpoint: str, judge_path: str, per_class: int,
+                     extra: list[str] | tuple = ()) -> dict:
+    """Run ``python -m pipeline.generate ... extra`` into a temporary folder beside the repo's ``data/``; return
+    its metrics (images/s, precision, samplers, writers, peak RSS per process), the peak memory of it and its
+    descendants and the Parquet bytes.
+
+    Peak memory, sampled (Linux ``/proc``; 0 elsewhere): ``peak_rss_mb_sum_sampled``, the sum of the processes'
+    resident sets every 0.1 s, counts the pages they share (torch's libraries, a fork server's heap) once per
+    process: an upper bound; ``peak_pss_mb_sum_sampled``, the sum of their proportional set sizes (``Pss`` of
+    ``/proc/PID/smaps_rollup``, each shared page split among its sharers; Linux kernel documentation,
+    "The /proc Filesystem") every second: the memory the export takes."""
+    Path("data").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".benchmark-export-", dir="data") as tmp:
+        metrics = Path(tmp) / "metrics.json"
+        command = [sys.executable, "-m", "pipeline.generate", "--params", params_path, "--checkpoint", checkpoint,
+                   "--judge", judge_path, "--per-class", str(per_class), "--out", str(Path(tmp) / "export"),
+                   "--metrics", str(metrics), *extra]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        peak, peak_pss, ticks = 0, 0, 0
+        while process.poll() is None:
+            peak = max(peak, _tree_memory(process.pid, "status", "VmRSS:"))
+            if ticks % 10 == 0:
+                peak_pss = max(peak_pss, _tree_memory(process.pid, "smaps_rollup", "Pss:"))
+            ticks += 1
+            time.sleep(0.1)
+        if process.returncode != 0:
+            raise PipelineError(f"the export failed: {process.stderr.read().strip().splitlines()[-1]}")
+        run_metrics = json.loads(metrics.read_text())
+        size = sum(p.stat().st_size for p in (Path(tmp) / "export").glob("part-*.parquet"))
+    export = {**run_metrics, "peak_rss_mb_sum_sampled": round(peak / 2**20, 1),
+              "peak_pss_mb_sum_sampled": round(peak_pss / 2**20, 1), "parquet_bytes": size,
+              "command": " ".join(command[1:])}
+    log.info("export of %d images (%s): %.0f images/s; peak memory %.0f MB (PSS; RSS sum %.0f MB)", export["images"],
+             " ".join(extra) or "defaults", export["images_per_second"], export["peak_pss_mb_sum_sampled"],
+             export["peak_rss_mb_sum_sampled"])
+    return export
+
+
+def _tree_memory(pid: int, file: str, key: str) -> int:
+    """Bytes of ``key`` (``VmRSS:`` of ``status``, ``Pss:`` of ``smaps_rollup``) of ``pid`` and all its
+    descendants (sampler and writer pools, a local Ray cluster's workers; Linux /proc; 0 elsewhere)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += child_pids(p)
+        try:
+            for line in Path(f"/proc/{p}/{file}").read_text().splitlines():
+                if line.startswith(key):
+                    total += int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            continue
+    return total

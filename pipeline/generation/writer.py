@@ -3,7 +3,8 @@ PNG-encodes the images and streams them into Parquet shards / an image folder wi
 :class:`pipeline.generation.formats.ShardWriter`, and answers on stdout.
 
 Usage: ``python -m pipeline.generation.writer ROOT FORMAT CURATED SEED WRITERS``. Messages: ``("open", shard)``,
-``("rows", {"images", "labels", "indices", ...})``, ``("close", None)`` (answers ``("closed", info)``)
+``("rows", {"images", "labels", "indices", ...})``, ``("table", pa.Table)`` (rows encoded elsewhere),
+``("close", None)`` (answers ``("closed", info)``)
 and ``None`` (exit 0). On any error it answers ``("error", one line)`` and exits 1; at the end of its
 input (the parent was killed) it exits 1 without answering. It imports no torch, so it stays small.
 
@@ -42,8 +43,8 @@ def _nice() -> None:
 
 
 class ExportWriter:
-    """The messages' handler: ``handle(("open", shard))``, ``handle(("rows", body))``, ``handle(("close",
-    None))`` -> ``{"file", "rows", "bytes"}`` (else None). With ``encoders`` > 0, a pool of that many processes
+    """The messages' handler: ``handle(("open", shard))``, ``handle(("rows", body))``, ``handle(("table",
+    table))``, ``handle(("close", None))`` -> ``{"file", "rows", "bytes"}`` (else None). With ``encoders`` > 0, a pool of that many processes
     (``concurrent.futures.ProcessPoolExecutor``) PNG-encodes batches, at most two per process ahead, and the
     Parquet row groups are written here in row order; with 0 this object encodes itself."""
 
@@ -58,6 +59,8 @@ class ExportWriter:
         kind, body = message
         if kind == "open":
             self.shard = ShardWriter(self.root, body, self.fmt, self.curated)
+        elif kind == "table":  # already encoded (by a sampler process of pipeline.generation.samplers)
+            self.shard.write(body)
         elif kind == "rows" and self.pool is None:
             self.shard.write(encode_batch(body, self.seed, self.root, self.fmt))
         elif kind == "rows":

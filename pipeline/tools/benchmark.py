@@ -18,13 +18,15 @@ Measures, with the params.yaml defaults:
     standard library's zlib at level 6 (the encoder before zlib-ng) and with zlib-ng at level 1;
   * with ``--export-per-class N`` (e.g. 100000 = 1M images): ``python -m pipeline.generate`` run as a
     user runs it, on the baseline (``--reference --writers 1``: sampling and writing as before the
-    inference path) and with the defaults (``--precision auto``, writers in the sampling process), plus
-    ``--precision float32`` and the default with 1 and 2 writer processes: images/s, the default's ratio to
-    the baseline and to G's forward pass in its precision, and peak memory (the sum of the RSS of the
-    process and its descendants, sampled every 0.1 s: an upper bound, as the writers share pages with their
-    parent) and the sampling process's minor page faults; where Ray is installed, also the defaults with
-    ``--ray local`` and 1 and 2 workers (shard tasks at a time), and their images/s as a share of the
-    default's on one machine (``ray_runs``).
+    inference path) and with the defaults (``--precision auto``; one sampler process per core for an export
+    this large), plus ``--precision float32``, the default with ``--samplers 1`` (G's threads in one process,
+    encoding between its batches) and that with 1 and 2 writer processes: images/s, the default's ratio to
+    the baseline and to G's forward pass in its precision, peak memory (the sum of the proportional set sizes
+    of the process and its descendants, and the sum of their RSS: an upper bound) and the sampling process's
+    minor page faults; the smaller exports of ``--samplers-per-class`` with 1 sampler process and with one per
+    core (``export.samplers``: where the processes pay for their start-up); where Ray is installed, also the
+    defaults with ``--ray local`` and 1 and 2 workers (shard tasks at a time), and their images/s as a share
+    of the default's on one machine (``ray_runs``).
     ``--export-only`` skips the training figures and keeps those already in ``--out``.
 Figures depend on the machine, so the JSON records it (``pipeline.core.machine.machine_info``: CPU model and SIMD
 level, threads, device, torch, whether bfloat16 is native).
@@ -35,10 +37,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -52,8 +50,14 @@ from pipeline.core.utils import PipelineError, bfloat16_is_native, get_device, w
 from pipeline.data.splits import load_splits, to_tensor
 from pipeline.evaluation.judging import PER_CLASS, judged_samples
 from pipeline.evaluation.metrics import class_conditional_accuracy
-from pipeline.generation.staging import child_pids
-from pipeline.generation.throughput import generator_throughput, inference_benchmark, sync
+from pipeline.generation.throughput import (
+    add_export_ratios,
+    export_comparison,
+    generator_throughput,
+    inference_benchmark,
+    samplers_comparison,
+    sync,
+)
 from pipeline.training.cgan import generator_flops_per_image, train_cgan
 from pipeline.training.checkpoints import load_classifier, load_generator
 from pipeline.training.classifier import train_classifier
@@ -77,12 +81,16 @@ log = logging.getLogger("pipeline.tools.benchmark")
 @click.option("--quick", is_flag=True, help="Skip the time-to-target run (seconds instead of minutes).")
 @click.option("--export-per-class", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also time `pipeline.generate` with this many images per digit (0 = skip; 100000 = 1M images).")
+@click.option("--samplers-per-class", default="10000,30000", show_default=True,
+              help="With --export-per-class: also these smaller exports (images per digit, comma-separated) with 1 "
+                   "sampler process and with one per core.")
 @click.option("--export-only", is_flag=True, help="Only the forward pass and export figures; keep the rest of --out.")
 @click.option("--compile/--no-compile", "compile_model", default=True, show_default=True,
               help="Time torch.compile of the inference path (tens of seconds of compiling).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def main(params_path, data, checkpoint, judge_path, out, train_steps, forward_images, batch_size, target,
-         check_every, max_minutes, quick, export_per_class, export_only, compile_model, device) -> None:
+         check_every, max_minutes, quick, export_per_class, samplers_per_class, export_only, compile_model,
+         device) -> None:
     with user_errors():
         if train_steps < 1 or forward_images < 1 or batch_size < 1 or check_every < 1:
             raise PipelineError("--train-steps, --forward-images, --batch-size and --check-every must be >= 1")
@@ -99,11 +107,16 @@ def main(params_path, data, checkpoint, judge_path, out, train_steps, forward_im
                   "generator_forward_batch_size": batch_size}
         log.info("G forward: %.0f images/s, %.2f MFLOPs/image", result["generator_forward_images_per_second"],
                  result["generator_flops_per_image"] / 1e6)
+        sizes = [part.strip() for part in samplers_per_class.split(",") if part.strip()]
+        if not all(size.isdigit() and int(size) > 0 for size in sizes):
+            raise PipelineError(f"--samplers-per-class takes positive integers, got {samplers_per_class!r}")
         if export_per_class:  # before anything in this process tunes malloc (inference_benchmark)
             result["export"] = export_comparison(params_path, checkpoint, judge_path, export_per_class)
+            result["export"]["samplers"] = samplers_comparison(params_path, checkpoint, judge_path,
+                                                               tuple(map(int, sizes)))
         if export_only:
             result["inference"] = inference_benchmark(generator, dev, forward_images, batch_size, compile_model)
-            _add_export_ratios(result)
+            add_export_ratios(result)
             write_json(out, result)
             return
 
@@ -120,7 +133,7 @@ def main(params_path, data, checkpoint, judge_path, out, train_steps, forward_im
             result["time_to_target"] = time_to_target(params, images, labels, load_classifier(judge_path, dev),
                                                       dev, target, check_every, max_minutes)
         result["inference"] = inference_benchmark(generator, dev, forward_images, batch_size, compile_model)
-        _add_export_ratios(result)
+        add_export_ratios(result)
         write_json(out, result)
         log.info("wrote %s", out)
 
@@ -177,96 +190,6 @@ def autocast_comparison(cgan: CGANParams, judge: ClassifierParams, images: torch
             log.info("%s training: %.0f images/s float32 (bfloat16 not timed: no fast bfloat16 kernels here)", name,
                      speeds["float32"])
     return out
-
-
-#: The exports the benchmark runs: name -> extra arguments of ``python -m pipeline.generate``.
-EXPORT_RUNS = {"baseline": ["--reference", "--writers", "1"], "default": [], "float32": ["--precision", "float32"],
-               "default_writers_1": ["--writers", "1"], "default_writers_2": ["--writers", "2"]}
-#: Ray workers (concurrent shard tasks) of the benchmark's ``--ray local`` exports; each task reserves the
-#: machine's cores divided by this many CPUs.
-RAY_WORKERS = (1, 2)
-
-
-def ray_runs() -> dict[str, list[str]]:
-    """The defaults on a local Ray cluster (:data:`RAY_WORKERS`): name -> extra arguments of ``pipeline.generate``;
-    {} when Ray is not installed."""
-    try:
-        import ray  # noqa: F401 - only whether it is there
-    except ImportError:
-        return {}
-    cores = os.cpu_count() or 1
-    return {f"ray_{workers}_worker{'s' if workers > 1 else ''}":
-            ["--ray", "local", "--ray-cpus-per-task", str(max(1, cores // workers))] for workers in RAY_WORKERS}
-
-
-def export_comparison(params_path: str, checkpoint: str, judge_path: str, per_class: int) -> dict:
-    """Every export of :data:`EXPORT_RUNS` and :func:`ray_runs`, one after the other, the default's speed-up on
-    the baseline, and each Ray run's images/s as a share of the default's on one machine."""
-    runs = {name: export_benchmark(params_path, checkpoint, judge_path, per_class, extra)
-            for name, extra in EXPORT_RUNS.items()}
-    speedup = runs["default"]["images_per_second"] / runs["baseline"]["images_per_second"]
-    log.info("export: default %.0f images/s = %.2fx the baseline's %.0f", runs["default"]["images_per_second"],
-             speedup, runs["baseline"]["images_per_second"])
-    ray = {name: export_benchmark(params_path, checkpoint, judge_path, per_class, extra)
-           for name, extra in ray_runs().items()}
-    for run_result in ray.values():
-        run_result["ratio_to_default"] = round(run_result["images_per_second"] / runs["default"]["images_per_second"], 3)
-    return {"runs": runs, "speedup_over_baseline": round(speedup, 2), "ray_runs": ray}
-
-
-def _add_export_ratios(result: dict) -> None:
-    """Each export's images/s as a share of G's forward images/s on its own path (same run)."""
-    export, inference = result.get("export"), result.get("inference")
-    if not export or not inference or "runs" not in export:
-        return
-    forward = inference["forward_images_per_second"]
-    for name, run_result in export["runs"].items():
-        path = "reference_float32" if name == "baseline" else run_result["precision"]
-        if forward.get(path):
-            run_result["ratio_to_forward"] = round(run_result["images_per_second"] / forward[path], 3)
-
-
-def export_benchmark(params_path: str, checkpoint: str, judge_path: str, per_class: int,
-                     extra: list[str] | tuple = ()) -> dict:
-    """Run ``python -m pipeline.generate ... extra`` into a temporary folder beside the repo's ``data/``; return
-    its metrics (images/s, precision, writers, peak RSS per process), the peak RSS sum of its processes and the
-    Parquet bytes."""
-    Path("data").mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".benchmark-export-", dir="data") as tmp:
-        metrics = Path(tmp) / "metrics.json"
-        command = [sys.executable, "-m", "pipeline.generate", "--params", params_path, "--checkpoint", checkpoint,
-                   "--judge", judge_path, "--per-class", str(per_class), "--out", str(Path(tmp) / "export"),
-                   "--metrics", str(metrics), *extra]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        peak = 0
-        while process.poll() is None:
-            peak = max(peak, _tree_rss(process.pid))
-            time.sleep(0.1)
-        if process.returncode != 0:
-            raise PipelineError(f"the export failed: {process.stderr.read().strip().splitlines()[-1]}")
-        run_metrics = json.loads(metrics.read_text())
-        size = sum(p.stat().st_size for p in (Path(tmp) / "export").glob("part-*.parquet"))
-    export = {**run_metrics, "peak_rss_mb_sum_sampled": round(peak / 2**20, 1), "parquet_bytes": size,
-              "command": " ".join(command[1:])}
-    log.info("export of %d images (%s): %.0f images/s; peak RSS (sum) %.0f MB", export["images"],
-             " ".join(extra) or "defaults", export["images_per_second"], export["peak_rss_mb_sum_sampled"])
-    return export
-
-
-def _tree_rss(pid: int) -> int:
-    """Bytes resident in ``pid`` and all its descendants (writer pools, a local Ray cluster's workers; Linux
-    /proc; 0 elsewhere)."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo += child_pids(p)
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except (OSError, ValueError):
-            continue
-    return total
 
 
 def time_to_target(params, images, labels, judge, device, target: float, check_every: int, max_minutes: float) -> dict:
