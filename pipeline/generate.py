@@ -105,7 +105,7 @@ def parse_digits(text: str | None) -> list[int]:
 @click.option("--samplers", type=click.IntRange(min=1), default=None,
               help="Processes that sample G on the CPU and PNG-encode batches, each with the torch threads divided "
                    "among them, while this one writes the rows in order; 1 = sample here. The bytes do not depend "
-                   "on it. Default: one per torch thread (at most 8) for exports of 100,000 images or more on a "
+                   "on it. Default: one per torch thread (at most 8) for exports of 300,000 images or more on a "
                    "CPU, else 1.")
 @click.option("--writers", type=click.IntRange(min=0), default=None,
               help="With --samplers 1: processes that PNG-encode and write beside the sampling one; 0 = encode "

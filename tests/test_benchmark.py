@@ -59,7 +59,8 @@ def test_benchmark_writes_throughputs_and_time_to_target(tiny_project, tiny_chec
     assert set(inference["png_encode_us_per_image"]) == {"zlib_level_6", "zlib_ng_level_1"}
     compiled = inference["compile"]
     assert compiled["compile_seconds"] > 0 and set(compiled["seconds"]) == {"10000", "60000", "1000000"}
-    assert compiled["pays_for"] == [n for n, s in compiled["seconds"].items() if s["compiled"] < s["eager"]]
+    assert sorted(compiled["pays_for"]) == sorted(n for n, s in compiled["seconds"].items()
+                                                  if s["compiled"] < s["eager"])  # the JSON's keys are sorted
     runs = bench["export"]["runs"]
     assert set(runs) == {"baseline", "default", "float32", "default_samplers_1", "default_writers_1",
                          "default_writers_2"}
@@ -74,8 +75,9 @@ def test_benchmark_writes_throughputs_and_time_to_target(tiny_project, tiny_chec
     assert samplers[f"samplers_{os.cpu_count()}"]["samplers"] == os.cpu_count()
     assert bench["export"]["speedup_over_baseline"] == round(
         runs["default"]["images_per_second"] / runs["baseline"]["images_per_second"], 2)
-    assert runs["baseline"]["ratio_to_forward"] == round(runs["baseline"]["images_per_second"]
-                                                         / forward["reference_float32"], 3)
+    for run in runs.values():  # G's forward pass on the run's path, timed right before and after it
+        assert len(run["forward_around"]) == 2 and min(run["forward_around"]) > 0
+        assert run["ratio_to_forward"] == round(run["images_per_second"] / (sum(run["forward_around"]) / 2), 3)
     ray_runs = bench["export"]["ray_runs"]
     if importlib.util.find_spec("ray"):  # the dev install has it
         assert set(ray_runs) == {"ray_1_worker", "ray_2_workers"}

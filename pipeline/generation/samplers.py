@@ -36,7 +36,7 @@ from pipeline.training.networks import Classifier
 #: With ``--samplers`` not given, an export on a CPU uses sampler processes only from this many images on: the
 #: processes take seconds to start (importing torch), which a smaller export does not win back (benchmark:
 #: ``export.samplers`` in reports/metrics/benchmark.json).
-MIN_IMAGES_FOR_SAMPLERS = 100_000
+MIN_IMAGES_FOR_SAMPLERS = 300_000
 #: At most this many sampler processes by default (each holds a copy of torch and G).
 MAX_DEFAULT_SAMPLERS = 8
 

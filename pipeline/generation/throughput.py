@@ -133,19 +133,47 @@ def ray_runs() -> dict[str, list[str]]:
             ["--ray", "local", "--ray-cpus-per-task", str(max(1, cores // workers))] for workers in RAY_WORKERS}
 
 
-def export_comparison(params_path: str, checkpoint: str, judge_path: str, per_class: int) -> dict:
+def export_comparison(params_path: str, checkpoint: str, judge_path: str, per_class: int,
+                      forward: "ForwardMeter") -> dict:
     """Every export of :data:`EXPORT_RUNS` and :func:`ray_runs`, one after the other, the default's speed-up on
-    the baseline, and each Ray run's images/s as a share of the default's on one machine."""
-    runs = {name: export_benchmark(params_path, checkpoint, judge_path, per_class, extra)
-            for name, extra in EXPORT_RUNS.items()}
+    the baseline, and each Ray run's images/s as a share of the default's on one machine. Each run of
+    :data:`EXPORT_RUNS` also gets G's forward images/s on its path timed right before and right after it
+    (``forward_around``) and its images/s as a share of their mean (``ratio_to_forward``): this machine's speed
+    drifts over minutes, so a forward pass timed apart from the export would skew the ratio."""
+    runs = {}
+    for name, extra in EXPORT_RUNS.items():
+        path = "reference" if "--reference" in extra else "float32" if "float32" in extra else "auto"
+        before = forward(path)
+        runs[name] = export_benchmark(params_path, checkpoint, judge_path, per_class, extra)
+        around = [round(before, 1), round(forward(path), 1)]
+        runs[name].update(forward_around=around,
+                          ratio_to_forward=round(runs[name]["images_per_second"] / (sum(around) / 2), 3))
     speedup = runs["default"]["images_per_second"] / runs["baseline"]["images_per_second"]
-    log.info("export: default %.0f images/s = %.2fx the baseline's %.0f", runs["default"]["images_per_second"],
-             speedup, runs["baseline"]["images_per_second"])
+    log.info("export: default %.0f images/s = %.2fx the baseline's %.0f and %.3f of G's forward pass",
+             runs["default"]["images_per_second"], speedup, runs["baseline"]["images_per_second"],
+             runs["default"]["ratio_to_forward"])
     ray = {name: export_benchmark(params_path, checkpoint, judge_path, per_class, extra)
            for name, extra in ray_runs().items()}
     for run_result in ray.values():
-        run_result["ratio_to_default"] = round(run_result["images_per_second"] / runs["default"]["images_per_second"], 3)
+        run_result["ratio_to_default"] = round(run_result["images_per_second"]
+                                               / runs["default"]["images_per_second"], 3)
     return {"runs": runs, "speedup_over_baseline": round(speedup, 2), "ray_runs": ray}
+
+
+class ForwardMeter:
+    """``meter(path)`` -> G's forward images/s now (:func:`generator_throughput`, ``images`` images in batches of
+    ``batch_size``) on ``path``: ``"reference"`` (the reference path) or a ``--precision`` choice of the
+    inference path (``"auto"`` resolved as ``pipeline.generate`` does)."""
+
+    def __init__(self, generator: Generator, device: torch.device, images: int, batch_size: int):
+        self.generator, self.device, self.images, self.batch_size = generator, device, images, batch_size
+        self.models: dict[str, InferenceGenerator] = {}
+
+    def __call__(self, path: str) -> float:
+        if path not in self.models:
+            self.models[path] = (InferenceGenerator(self.generator, reference=True) if path == "reference"
+                                 else InferenceGenerator(self.generator, path))
+        return generator_throughput(self.models[path], self.device, self.images, self.batch_size)
 
 
 def samplers_comparison(params_path: str, checkpoint: str, judge_path: str, sizes: tuple[int, ...]) -> dict:
@@ -161,18 +189,6 @@ def samplers_comparison(params_path: str, checkpoint: str, judge_path: str, size
             f"samplers_{n}": {"images_per_second": r["images_per_second"], "samplers": r["samplers"],
                               "peak_pss_mb_sum_sampled": r["peak_pss_mb_sum_sampled"]} for n, r in runs.items()}
     return out
-
-
-def add_export_ratios(result: dict) -> None:
-    """Each export's images/s as a share of G's forward images/s on its own path (same run)."""
-    export, inference = result.get("export"), result.get("inference")
-    if not export or not inference or "runs" not in export:
-        return
-    forward = inference["forward_images_per_second"]
-    for name, run_result in export["runs"].items():
-        path = "reference_float32" if name == "baseline" else run_result["precision"]
-        if forward.get(path):
-            run_result["ratio_to_forward"] = round(run_result["images_per_second"] / forward[path], 3)
 
 
 def export_benchmark(params_path: str, checkpoint: str, judge_path: str, per_class: int,

@@ -10,7 +10,8 @@ Measures, with the params.yaml defaults:
   * unless ``--quick``: the training time from scratch until the class-conditional accuracy of
     5,000 EMA-generator samples, judged by the judge on the VALIDATION protocol, reaches the
     target (checked every ``--check-every`` steps; checking time excluded), or ``--max-minutes``;
-  * the inference path (``inference``, measured last: it tunes the process's malloc): G's forward pass
+  * the inference path (``inference``, measured after the training figures: it tunes the process's
+    malloc): G's forward pass
     on the reference path (float32, channels-first, BatchNorm as trained: the figure above, timed again
     next to the others) against the
     folded channels-last path in float32 and, where native, bfloat16; whether ``torch.compile`` pays back
@@ -21,7 +22,8 @@ Measures, with the params.yaml defaults:
     inference path) and with the defaults (``--precision auto``; one sampler process per core for an export
     this large), plus ``--precision float32``, the default with ``--samplers 1`` (G's threads in one process,
     encoding between its batches) and that with 1 and 2 writer processes: images/s, the default's ratio to
-    the baseline and to G's forward pass in its precision, peak memory (the sum of the proportional set sizes
+    the baseline, each run's ratio to G's forward pass on its path (timed right before and after the run),
+    peak memory (the sum of the proportional set sizes
     of the process and its descendants, and the sum of their RSS: an upper bound) and the sampling process's
     minor page faults; the smaller exports of ``--samplers-per-class`` with 1 sampler process and with one per
     core (``export.samplers``: where the processes pay for their start-up); where Ray is installed, also the
@@ -51,7 +53,7 @@ from pipeline.data.splits import load_splits, to_tensor
 from pipeline.evaluation.judging import PER_CLASS, judged_samples
 from pipeline.evaluation.metrics import class_conditional_accuracy
 from pipeline.generation.throughput import (
-    add_export_ratios,
+    ForwardMeter,
     export_comparison,
     generator_throughput,
     inference_benchmark,
@@ -110,30 +112,26 @@ def main(params_path, data, checkpoint, judge_path, out, train_steps, forward_im
         sizes = [part.strip() for part in samplers_per_class.split(",") if part.strip()]
         if not all(size.isdigit() and int(size) > 0 for size in sizes):
             raise PipelineError(f"--samplers-per-class takes positive integers, got {samplers_per_class!r}")
-        if export_per_class:  # before anything in this process tunes malloc (inference_benchmark)
-            result["export"] = export_comparison(params_path, checkpoint, judge_path, export_per_class)
+        if not export_only:
+            splits = load_splits(data)
+            images, labels = to_tensor(splits.train_images), torch.from_numpy(splits.train_labels)
+            # Both precisions are timed; the default's figure is the one its params select (not timed a third time).
+            result["autocast_comparison"] = autocast_comparison(params, all_params.train_judge, images, labels, dev,
+                                                                train_steps)
+            result["cgan_train_autocast"] = training_precision(params.autocast, result["machine"]["bfloat16_native"])
+            result["cgan_train_images_per_second"] = \
+                result["autocast_comparison"]["cgan_train_images_per_second"][result["cgan_train_autocast"]]
+            result["cgan_train_batch_size"] = params.batch_size
+            if not quick:
+                result["time_to_target"] = time_to_target(params, images, labels, load_classifier(judge_path, dev),
+                                                          dev, target, check_every, max_minutes)
+        # From here on the inference path runs in this process, which tunes its malloc: after the training figures.
+        if export_per_class:
+            meter = ForwardMeter(generator, dev, forward_images, batch_size)
+            result["export"] = export_comparison(params_path, checkpoint, judge_path, export_per_class, meter)
             result["export"]["samplers"] = samplers_comparison(params_path, checkpoint, judge_path,
                                                                tuple(map(int, sizes)))
-        if export_only:
-            result["inference"] = inference_benchmark(generator, dev, forward_images, batch_size, compile_model)
-            add_export_ratios(result)
-            write_json(out, result)
-            return
-
-        splits = load_splits(data)
-        images, labels = to_tensor(splits.train_images), torch.from_numpy(splits.train_labels)
-        # Both precisions are timed; the default's figure is the one its params select (not timed a third time).
-        result["autocast_comparison"] = autocast_comparison(params, all_params.train_judge, images, labels, dev,
-                                                            train_steps)
-        result["cgan_train_autocast"] = training_precision(params.autocast, result["machine"]["bfloat16_native"])
-        result["cgan_train_images_per_second"] = \
-            result["autocast_comparison"]["cgan_train_images_per_second"][result["cgan_train_autocast"]]
-        result["cgan_train_batch_size"] = params.batch_size
-        if not quick:
-            result["time_to_target"] = time_to_target(params, images, labels, load_classifier(judge_path, dev),
-                                                      dev, target, check_every, max_minutes)
         result["inference"] = inference_benchmark(generator, dev, forward_images, batch_size, compile_model)
-        add_export_ratios(result)
         write_json(out, result)
         log.info("wrote %s", out)
 
