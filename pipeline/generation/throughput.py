@@ -209,13 +209,14 @@ def export_benchmark(params_path: str, checkpoint: str, judge_path: str, per_cla
                    "--judge", judge_path, "--per-class", str(per_class), "--out", str(Path(tmp) / "export"),
                    "--metrics", str(metrics), *extra]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        peak, peak_pss, ticks = 0, 0, 0
+        peak, peak_pss, ticks, seen = 0, 0, 0, set()
         while process.poll() is None:
-            peak = max(peak, _tree_memory(process.pid, "status", "VmRSS:"))
+            peak = max(peak, _tree_memory(process.pid, "status", "VmRSS:", seen))
             if ticks % 10 == 0:
-                peak_pss = max(peak_pss, _tree_memory(process.pid, "smaps_rollup", "Pss:"))
+                peak_pss = max(peak_pss, _tree_memory(process.pid, "smaps_rollup", "Pss:", seen))
             ticks += 1
             time.sleep(0.1)
+        _wait_until_gone(seen - {process.pid})  # a fork server exits a moment after its parent
         if process.returncode != 0:
             raise PipelineError(f"the export failed: {process.stderr.read().strip().splitlines()[-1]}")
         run_metrics = json.loads(metrics.read_text())
@@ -229,12 +230,29 @@ def export_benchmark(params_path: str, checkpoint: str, judge_path: str, per_cla
     return export
 
 
-def _tree_memory(pid: int, file: str, key: str) -> int:
+def _wait_until_gone(pids: set[int], timeout: float = 60.0) -> None:
+    """Wait until none of ``pids`` runs any more (gone or a zombie; Linux /proc), at most ``timeout`` seconds, so
+    that the next timing does not share the cores with an export's last processes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _tree_memory(pid: int, file: str, key: str, seen: set[int]) -> int:
     """Bytes of ``key`` (``VmRSS:`` of ``status``, ``Pss:`` of ``smaps_rollup``) of ``pid`` and all its
-    descendants (sampler and writer pools, a local Ray cluster's workers; Linux /proc; 0 elsewhere)."""
+    descendants (sampler and writer pools, a local Ray cluster's workers; Linux /proc; 0 elsewhere); adds their
+    process ids to ``seen``."""
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
+        seen.add(p)
         todo += child_pids(p)
         try:
             for line in Path(f"/proc/{p}/{file}").read_text().splitlines():
