@@ -94,21 +94,20 @@ def speed_lines() -> str:
     """The README's speed figures, formatted from ``reports/metrics/benchmark.json`` (the benchmark's 1M-image
     exports and forward passes, one run on one machine)."""
     bench = json.loads((REPO / "reports" / "metrics" / "benchmark.json").read_text())
-    machine, inference, export = bench["machine"], bench["inference"], bench["export"]
-    runs, forward = export["runs"], inference["forward_images_per_second"]
+    machine, export = bench["machine"], bench["export"]
+    runs = export["runs"]
     default, baseline, one = runs["default"], runs["baseline"], runs["default_samplers_1"]
+    forward = sum(default["forward_around"]) / 2
     return (f"On the benchmark's machine ({machine['cpu']}, {machine['torch_threads']} threads), a "
             f"{default['images']:,}-image export with the defaults ({default['samplers']} sampler processes) ran at "
             f"{default['images_per_second']:,.0f} images/s in {default['precision']}, "
-            f"{export['speedup_over_baseline']:.2f} × the {baseline['images_per_second']:,.0f} images/s of the "
-            f"float32 reference path (G as trained, channels-first, PNG encoding in one process beside it) and "
-            f"{100 * default['ratio_to_forward']:.0f} % of G's forward pass in {default['precision']} "
-            f"({forward[default['precision']]:,.0f} images/s); in one process (`--samplers 1`) it ran at "
-            f"{one['images_per_second']:,.0f} images/s ({100 * one['ratio_to_forward']:.0f} %), and "
-            f"`--precision float32` at {runs['float32']['images_per_second']:,.0f}. The default export held at most "
-            f"{default['peak_pss_mb_sum_sampled']:,.0f} MB in all its processes (proportional set size; "
-            f"{default['peak_rss_mb_sum_sampled']:,.0f} MB if pages they share count once per process) "
-            f"(`reports/metrics/benchmark.json`).")
+            f"{export['speedup_over_baseline']:.2f} × the float32 reference path's {baseline['images_per_second']:,.0f} "
+            f"(G as trained, channels-first, PNG encoding in one process beside it) and "
+            f"{100 * default['ratio_to_forward']:.0f} % of G's forward pass timed around it ({forward:,.0f} images/s); "
+            f"`--samplers 1` ran at {one['images_per_second']:,.0f} ({100 * one['ratio_to_forward']:.0f} %), "
+            f"`--precision float32` at {runs['float32']['images_per_second']:,.0f}. Peak memory "
+            f"{default['peak_pss_mb_sum_sampled']:,.0f} MB over all its processes (proportional set size; RSS sum "
+            f"{default['peak_rss_mb_sum_sampled']:,.0f} MB) (`reports/metrics/benchmark.json`).")
 
 
 def ray_lines() -> str:
@@ -120,8 +119,7 @@ def ray_lines() -> str:
     return (f"Same benchmark run, local Ray cluster, {one['ray']['tasks']} shard tasks: "
             f"{one['images_per_second']:,.0f} images/s with one worker ({one['ray']['cpus_per_task']:g} CPUs per "
             f"task), {two['images_per_second']:,.0f} with two ({two['ray']['cpus_per_task']:g} CPU each), against "
-            f"{default['images_per_second']:,.0f} without Ray; peak memory {peak:,.0f} MB (proportional set size) "
-            f"with Ray's processes.")
+            f"{default['images_per_second']:,.0f} without Ray; peak memory {peak:,.0f} MB (PSS) with Ray's processes.")
 
 
 def test_readme_ray_figures_equal_the_benchmark():
