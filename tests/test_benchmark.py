@@ -92,6 +92,8 @@ def test_benchmark_writes_throughputs_and_time_to_target(tiny_project, tiny_chec
 
 def test_benchmark_rejects_bad_counts(tiny_checkpoint):
     assert_one_line_error(run_module("pipeline.tools.benchmark", "--train-steps", "0", "--quick"), "--train-steps")
+    assert_one_line_error(run_module("pipeline.tools.benchmark", "--samplers-per-class", "10,x", "--quick"),
+                          "--samplers-per-class")
 
 
 def test_ablation_rejects_unknown_param(tmp_path):

@@ -96,6 +96,9 @@ def main(params_path, data, checkpoint, judge_path, out, train_steps, forward_im
     with user_errors():
         if train_steps < 1 or forward_images < 1 or batch_size < 1 or check_every < 1:
             raise PipelineError("--train-steps, --forward-images, --batch-size and --check-every must be >= 1")
+        sizes = [part.strip() for part in samplers_per_class.split(",") if part.strip()]
+        if not all(size.isdigit() and int(size) > 0 for size in sizes):
+            raise PipelineError(f"--samplers-per-class takes positive integers, got {samplers_per_class!r}")
         dev = get_device(device)
         all_params = load_params(params_path)
         params = all_params.train_cgan
@@ -109,9 +112,6 @@ def main(params_path, data, checkpoint, judge_path, out, train_steps, forward_im
                   "generator_forward_batch_size": batch_size}
         log.info("G forward: %.0f images/s, %.2f MFLOPs/image", result["generator_forward_images_per_second"],
                  result["generator_flops_per_image"] / 1e6)
-        sizes = [part.strip() for part in samplers_per_class.split(",") if part.strip()]
-        if not all(size.isdigit() and int(size) > 0 for size in sizes):
-            raise PipelineError(f"--samplers-per-class takes positive integers, got {samplers_per_class!r}")
         if not export_only:
             splits = load_splits(data)
             images, labels = to_tensor(splits.train_images), torch.from_numpy(splits.train_labels)
